@@ -1,0 +1,551 @@
+"""RAMiT: Reciprocal Attention Mixing Transformer for lightweight image restoration.
+
+Choi et al., CVPR 2024 Workshops (arXiv 2305.11474). One file, named after the
+boxes of the paper's Figure 2:
+
+    shallow          3x3 conv, image -> C features
+    stage1..stage4   D-RAMiT blocks (``DRAMiTBlock``): SP-SA + CH-SA, mixed by a MobiVari
+    down1, down2     downsizing (``Downsizing``)
+    bottleneck       hierarchical fusion of the encoder outputs (``Bottleneck``)
+    attn_mix         H-RAMi (``HRAMi``), hierarchical reciprocal attention mixing
+    to_target        reconstruction (``Reconstruction``)
+
+Every module and parameter name reproduces the authors' state-dict keys, so their
+raw checkpoints load with ``strict=True``.
+"""
+import math
+from collections import OrderedDict
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from basicsr.utils.registry import ARCH_REGISTRY
+
+Tensor = torch.Tensor
+
+# Section 1 of the spec. fuse_* are the MobiVari settings of the bottleneck and
+# H-RAMi, which the slim variants set apart from the rest of the network.
+VARIANTS: Dict[str, dict] = {
+    'RAMiT': dict(dim=64, depths=(6, 4, 4, 6), mv_ver=2, exp_factor=1.2, expand_groups=4),
+    'RAMiT-1': dict(dim=64, depths=(6, 4, 4, 6), mv_ver=1, exp_factor=1.2, expand_groups=4),
+    'RAMiT-slimSR': dict(dim=48, depths=(8, 2, 2, 8), mv_ver=2, exp_factor=1.2, expand_groups=4,
+                         fuse_exp_factor=2.0, fuse_expand_groups=1),
+    'RAMiT-slimLLE': dict(dim=48, depths=(4, 2, 2, 4), mv_ver=2, exp_factor=1.2, expand_groups=4,
+                          fuse_exp_factor=1.2, fuse_expand_groups=3),
+}
+SHARED_DEFAULTS = dict(num_heads=(4, 4, 4, 4), chsa_head_ratio=0.25, window_size=8, hidden_ratio=2.0,
+                       qkv_bias=True, tail_mv=2, img_norm=True, attn_drop=0.0, proj_drop=0.0, drop_path=0.0)
+
+# Section 2: channels and whether the SP-SA/CH-SA reciprocal helper is on.
+TASKS: Dict[str, dict] = {
+    'sr': dict(in_chans=3, helper=True),
+    'dn': dict(in_chans=3, helper=False),
+    'graydn': dict(in_chans=1, helper=False),
+    'lle': dict(in_chans=3, helper=True),
+    'dr': dict(in_chans=3, helper=False),
+}
+SR_SCALES = (2, 3, 4)
+
+# Per-mode (mean, std) of the image normalisation; SR modes are keyed 'x2', 'x3', 'x4'.
+NORM_STATS: Dict[str, Tuple[Tuple[float, ...], Tuple[float, ...]]] = {
+    'x2': ((0.4485, 0.4375, 0.4045), (0.2397, 0.2290, 0.2389)),
+    'x3': ((0.4485, 0.4375, 0.4045), (0.2373, 0.2265, 0.2367)),
+    'x4': ((0.4485, 0.4375, 0.4045), (0.2352, 0.2244, 0.2349)),
+    'dn': ((0.4775, 0.4515, 0.4047), (0.2442, 0.2367, 0.2457)),
+    'graydn': ((0.4539,), (0.2326,)),
+    'lle': ((0.1687, 0.1599, 0.1526), (0.1142, 0.1094, 0.1094)),
+    'dr': ((0.5110, 0.5105, 0.4877), (0.2313, 0.2317, 0.2397)),
+}
+
+HYPER_PARAMETERS = ('dim', 'depths', 'num_heads', 'chsa_head_ratio', 'window_size', 'hidden_ratio', 'qkv_bias',
+                    'mv_ver', 'exp_factor', 'expand_groups', 'fuse_exp_factor', 'fuse_expand_groups', 'tail_mv',
+                    'helper', 'img_norm', 'in_chans', 'attn_drop', 'proj_drop', 'drop_path')
+
+LOGIT_SCALE_MAX = math.log(100.0)
+
+
+def norm_mode(task: str, upscale: int) -> str:
+    """Key of NORM_STATS for a task ('x2'/'x3'/'x4' for SR)."""
+    return f'x{upscale}' if task == 'sr' else task
+
+
+def resolve_config(variant: str = 'RAMiT', task: str = 'sr', upscale: Optional[int] = None, **overrides) -> dict:
+    """Every hyper-parameter of a RAMiT network: variant and task defaults, then overrides; ValueError if invalid."""
+    if variant not in VARIANTS:
+        raise ValueError(f"RAMiT: unknown variant {variant!r}; valid variants: {', '.join(VARIANTS)}")
+    if task not in TASKS:
+        raise ValueError(f"RAMiT: unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
+    if task == 'sr':
+        upscale = 2 if upscale is None else upscale
+        if upscale not in SR_SCALES:
+            raise ValueError(f"RAMiT: upscale={upscale!r} is invalid for task 'sr'; valid: 2, 3, 4")
+    else:
+        upscale = 1 if upscale is None else upscale
+        if upscale != 1:
+            raise ValueError(f"RAMiT: upscale={upscale!r} is invalid for task {task!r}; only task 'sr' "
+                             'upscales (valid: 1)')
+    unknown = sorted(set(overrides) - set(HYPER_PARAMETERS))
+    if unknown:
+        raise ValueError(f"RAMiT: unknown option(s) {', '.join(unknown)}; valid: {', '.join(HYPER_PARAMETERS)}")
+    cfg = dict(SHARED_DEFAULTS, **VARIANTS[variant])
+    cfg.update(TASKS[task])
+    cfg.update(overrides)
+    cfg.setdefault('fuse_exp_factor', cfg['exp_factor'])
+    cfg.setdefault('fuse_expand_groups', cfg['expand_groups'])
+    cfg['depths'] = tuple(int(d) for d in cfg['depths'])
+    cfg['num_heads'] = tuple(int(h) for h in cfg['num_heads'])
+    _validate(cfg, task, upscale)
+    return dict(cfg, variant=variant, task=task, upscale=upscale)
+
+
+def _validate(cfg: dict, task: str, upscale: int) -> None:
+    """Raise ValueError naming the option when hyper-parameters cannot form a network."""
+    def fail(msg: str) -> None:
+        raise ValueError(f'RAMiT: {msg}')
+
+    if len(cfg['depths']) != 4 or min(cfg['depths']) < 1:
+        fail(f"depths={cfg['depths']} is invalid; RAMiT has 4 stages with at least 1 block each")
+    if len(cfg['num_heads']) != 4 or min(cfg['num_heads']) < 1:
+        fail(f"num_heads={cfg['num_heads']} is invalid; give 4 positive head counts, one per stage")
+    dim = cfg['dim']
+    if not isinstance(dim, int) or dim <= 0 or dim % 16:
+        fail(f'dim={dim!r} is invalid; it must be a positive multiple of 16 (the bottleneck pixel-shuffles by 4)')
+    for heads in cfg['num_heads']:
+        if dim % heads:
+            fail(f"dim={dim} is not divisible by num_heads={cfg['num_heads']}")
+    if not 0.0 <= cfg['chsa_head_ratio'] <= 1.0:
+        fail(f"chsa_head_ratio={cfg['chsa_head_ratio']} is invalid; valid: 0.0 to 1.0")
+    if not isinstance(cfg['window_size'], int) or cfg['window_size'] < 2:
+        fail(f"window_size={cfg['window_size']!r} is invalid; valid: an integer >= 2")
+    if cfg['mv_ver'] not in (1, 2):
+        fail(f"mv_ver={cfg['mv_ver']!r} is invalid; valid: 1, 2")
+    for key in ('expand_groups', 'fuse_expand_groups', 'tail_mv'):
+        if not isinstance(cfg[key], int) or cfg[key] < (1 if key != 'tail_mv' else 0):
+            fail(f'{key}={cfg[key]!r} is invalid; valid: a non-negative integer' if key == 'tail_mv'
+                 else f'{key}={cfg[key]!r} is invalid; valid: a positive integer')
+    for key in ('exp_factor', 'fuse_exp_factor', 'hidden_ratio'):
+        if cfg[key] <= 0:
+            fail(f'{key}={cfg[key]} is invalid; valid: a positive number')
+    for key in ('attn_drop', 'proj_drop', 'drop_path'):
+        if not 0.0 <= cfg[key] < 1.0:
+            fail(f'{key}={cfg[key]} is invalid; valid: 0.0 <= p < 1.0')
+    if cfg['in_chans'] not in (1, 3) and cfg['img_norm']:
+        fail(f"in_chans={cfg['in_chans']} has no normalisation constants; use 1 or 3, or img_norm=False")
+    if cfg['img_norm'] and len(NORM_STATS[norm_mode(task, upscale)][0]) != cfg['in_chans']:
+        fail(f"in_chans={cfg['in_chans']} does not match task {task!r} "
+             f"({len(NORM_STATS[norm_mode(task, upscale)][0])} channel(s)); "
+             f"use task 'graydn' for 1 channel or set img_norm=False")
+
+
+# --------------------------------------------------------------------------------------------------
+# Building blocks
+# --------------------------------------------------------------------------------------------------
+class DropPath(nn.Module):
+    """Stochastic depth: drop the whole residual branch per sample during training."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+
+class ChannelLayerNorm(nn.Module):
+    """LayerNorm over the channel axis of a [B, C, H, W] map (eps 1e-5)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class MobiVariV1(nn.Module):
+    """MobiVari v1 (MobileNet-v1 style): depthwise conv with skip, then pointwise conv."""
+
+    def __init__(self, dim: int, out_dim: int, kernel_size: int = 3):
+        super().__init__()
+        self.dw_conv = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+        self.pw_conv = nn.Conv2d(dim, out_dim, 1)
+        self.act = nn.LeakyReLU()
+        self.residual = dim == out_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        t = self.act(self.dw_conv(x)) + x
+        y = self.act(self.pw_conv(t))
+        return y + x if self.residual else y
+
+
+def expanded_channels(dim: int, exp_factor: float, expand_groups: int) -> int:
+    """MobiVari v2 hidden width: int(dim*e) rounded UP past the next multiple of groups (always adds)."""
+    e = int(dim * exp_factor)
+    return e + (expand_groups - e % expand_groups)
+
+
+class MobiVariV2(nn.Module):
+    """MobiVari v2 (MobileNet-v2 style): grouped expansion, depthwise conv with skip, linear projection."""
+
+    def __init__(self, dim: int, out_dim: int, kernel_size: int = 3, exp_factor: float = 1.2,
+                 expand_groups: int = 4):
+        super().__init__()
+        hidden = expanded_channels(dim, exp_factor, expand_groups)
+        # Registration order dw, pw, exp matches the authors' checkpoint key order.
+        self.dw_conv = nn.Conv2d(hidden, hidden, kernel_size, padding=kernel_size // 2, groups=hidden)
+        self.pw_conv = nn.Conv2d(hidden, out_dim, 1)
+        self.exp_conv = nn.Conv2d(dim, hidden, 1, groups=expand_groups)
+        self.act = nn.LeakyReLU()
+        self.residual = dim == out_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        u = self.act(self.exp_conv(x))
+        t = self.act(self.dw_conv(u) + u)
+        y = self.pw_conv(t)
+        return y + x if self.residual else y
+
+
+def make_mobivari(cfg: dict, dim: int, out_dim: int, fuse: bool = False) -> nn.Module:
+    """The MobiVari version the config asks for; ``fuse`` selects the bottleneck/H-RAMi expansion."""
+    if cfg['mv_ver'] == 1:
+        return MobiVariV1(dim, out_dim)
+    prefix = 'fuse_' if fuse else ''
+    return MobiVariV2(dim, out_dim, exp_factor=cfg[prefix + 'exp_factor'],
+                      expand_groups=cfg[prefix + 'expand_groups'])
+
+
+class ShallowFeature(nn.Module):
+    """Shallow feature extraction: a 3x3 conv from the image to C channels."""
+
+    def __init__(self, in_chans: int, dim: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_chans, dim, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)
+
+
+class QKVProjection(nn.Module):
+    """1x1 conv C -> 3C; channel group l holds [q_l, k_l, v_l] of head l."""
+
+    def __init__(self, dim: int, bias: bool):
+        super().__init__()
+        self.qkv = nn.Conv2d(dim, dim * 3, 1, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.qkv(x)
+
+
+def relative_position_index(window_size: int) -> Tensor:
+    """Swin's [ws^2, ws^2] index into the (2ws-1)^2-row relative position bias table."""
+    coords = torch.stack(torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing='ij'))
+    coords = coords.flatten(1)
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window_size - 1)
+    return rel[..., 0] * (2 * window_size - 1) + rel[..., 1]
+
+
+def window_partition(x: Tensor, ws: int) -> Tensor:
+    """[B, L, c, H, W] -> [B*nH*nW, L, ws*ws, c], tokens row-major inside a window."""
+    b, heads, c, h, w = x.shape
+    x = x.reshape(b, heads, c, h // ws, ws, w // ws, ws)
+    return x.permute(0, 3, 5, 1, 4, 6, 2).reshape(-1, heads, ws * ws, c)
+
+
+def window_reverse(x: Tensor, ws: int, b: int, h: int, w: int) -> Tensor:
+    """[B*nH*nW, L, ws*ws, c] -> [B, L*c, H, W] with channels head-major."""
+    heads, c = x.shape[1], x.shape[3]
+    x = x.reshape(b, h // ws, w // ws, heads, ws, ws, c)
+    return x.permute(0, 3, 6, 1, 4, 2, 5).reshape(b, heads * c, h, w)
+
+
+def cosine_logits(q: Tensor, k: Tensor, logit_scale: Tensor) -> Tensor:
+    """Scaled cosine similarity q^ k^T * exp(min(logit_scale, ln 100)) over the last axis."""
+    attn = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
+    return attn * torch.clamp(logit_scale, max=LOGIT_SCALE_MAX).exp()
+
+
+class SPSA(nn.Module):
+    """SP-SA: spatial self-attention in (shifted, unmasked) windows with cosine logits and relative bias."""
+
+    def __init__(self, head_dim: int, num_heads: int, window_size: int, shift: int, attn_drop: float,
+                 proj_drop: float):
+        super().__init__()
+        self.num_heads, self.window_size, self.shift = num_heads, window_size, shift
+        self.logit_scale = nn.Parameter(torch.full((num_heads, 1, 1), math.log(10.0)))
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
+        self.register_buffer('relative_position_index', relative_position_index(window_size))
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Conv2d(num_heads * head_dim, num_heads * head_dim, 1)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def relative_position_bias(self) -> Tensor:
+        """[L, ws^2, ws^2] bias gathered from the table."""
+        n = self.window_size ** 2
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        return bias.view(n, n, self.num_heads).permute(2, 0, 1)
+
+    def forward(self, qkv: Tensor, ch_helper: Optional[Tensor]) -> Tensor:
+        """qkv: [B, L_sp, 3c, H, W]; ch_helper: previous block's CH-SA output [B, L_ch*c, H, W] or None."""
+        b, _, c3, h, w = qkv.shape
+        ws, s = self.window_size, self.shift
+        if s:
+            qkv = torch.roll(qkv, shifts=(-s, -s), dims=(3, 4))
+        q, k, v = window_partition(qkv, ws).chunk(3, dim=-1)
+        if ch_helper is not None:
+            if s:
+                ch_helper = torch.roll(ch_helper, shifts=(-s, -s), dims=(2, 3))
+            ch_helper = ch_helper.reshape(b, -1, c3 // 3, h, w)
+            v = v * window_partition(ch_helper, ws).mean(dim=1, keepdim=True)
+        attn = cosine_logits(q, k, self.logit_scale) + self.relative_position_bias()
+        attn = self.attn_drop(attn.softmax(dim=-1))
+        out = self.proj_drop(self.proj(window_reverse(attn @ v, ws, b, h, w)))
+        if s:
+            out = torch.roll(out, shifts=(s, s), dims=(2, 3))
+        return out
+
+
+class CHSA(nn.Module):
+    """CH-SA: channel self-attention over the whole image (c x c logits per head), cosine logits, no bias."""
+
+    def __init__(self, head_dim: int, num_heads: int, attn_drop: float, proj_drop: float):
+        super().__init__()
+        self.logit_scale = nn.Parameter(torch.full((num_heads, 1, 1), math.log(10.0)))
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Conv2d(num_heads * head_dim, num_heads * head_dim, 1)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, qkv: Tensor, sp_helper: Optional[Tensor]) -> Tensor:
+        """qkv: [B, L_ch, 3c, H, W]; sp_helper: previous block's SP-SA output [B, L_sp*c, H, W] or None."""
+        b, heads, c3, h, w = qkv.shape
+        q, k, v = qkv.flatten(3).chunk(3, dim=2)
+        if sp_helper is not None:
+            v = v * sp_helper.mean(dim=1, keepdim=True).flatten(2).unsqueeze(1)
+        attn = self.attn_drop(cosine_logits(q, k, self.logit_scale).softmax(dim=-1))
+        out = (attn @ v).reshape(b, heads * (c3 // 3), h, w)
+        return self.proj_drop(self.proj(out))
+
+
+class FFN(nn.Module):
+    """Feed-forward network: 1x1 conv expand, exact GELU, 1x1 conv back."""
+
+    def __init__(self, dim: int, hidden_ratio: float, drop: float):
+        super().__init__()
+        hidden = int(dim * hidden_ratio)
+        self.hidden = nn.Conv2d(dim, hidden, 1)
+        self.act = nn.GELU()
+        self.out = nn.Conv2d(hidden, dim, 1)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.drop(self.out(self.drop(self.act(self.hidden(x)))))
+
+
+class DRAMiTBlock(nn.Module):
+    """D-RAMiT block: SP-SA and CH-SA heads in parallel, mixed by a MobiVari, post-norm residuals + FFN."""
+
+    def __init__(self, cfg: dict, num_heads: int, shift: int, drop_path: float, helper: bool):
+        super().__init__()
+        dim = cfg['dim']
+        self.head_dim = dim // num_heads
+        self.ch_heads = int(num_heads * cfg['chsa_head_ratio'])
+        self.sp_heads = num_heads - self.ch_heads
+        self.helper = helper
+        self.qkv_proj = QKVProjection(dim, cfg['qkv_bias'])
+        self.sp_attn = (SPSA(self.head_dim, self.sp_heads, cfg['window_size'], shift, cfg['attn_drop'],
+                             cfg['proj_drop']) if self.sp_heads else None)
+        self.ch_attn = (CHSA(self.head_dim, self.ch_heads, cfg['attn_drop'], cfg['proj_drop'])
+                        if self.ch_heads else None)
+        self.mobivari = make_mobivari(cfg, dim, dim)
+        self.norm1 = ChannelLayerNorm(dim)
+        self.ffn = FFN(dim, cfg['hidden_ratio'], cfg['proj_drop'])
+        self.norm2 = ChannelLayerNorm(dim)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: Tensor, sp_prev: Optional[Tensor], ch_prev: Optional[Tensor]
+                ) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
+        """Returns (output, attention map a, SP-SA output, CH-SA output); the last two feed the next block."""
+        b, _, h, w = x.shape
+        qkv = self.qkv_proj(x).reshape(b, self.sp_heads + self.ch_heads, 3 * self.head_dim, h, w)
+        use_helper = self.helper and sp_prev is not None and ch_prev is not None
+        sp_out = (self.sp_attn(qkv[:, :self.sp_heads], ch_prev if use_helper else None)
+                  if self.sp_attn is not None else None)
+        ch_out = (self.ch_attn(qkv[:, self.sp_heads:], sp_prev if use_helper else None)
+                  if self.ch_attn is not None else None)
+        a = self.mobivari(torch.cat([t for t in (sp_out, ch_out) if t is not None], dim=1))
+        y = self.drop_path(self.norm1(a)) + x
+        out = self.drop_path(self.norm2(self.ffn(y))) + y
+        return out, a, sp_out, ch_out
+
+
+class Stage(nn.Module):
+    """A sequence of D-RAMiT blocks with alternating (0, ws/2) window shifts and a shared helper chain."""
+
+    def __init__(self, cfg: dict, num_heads: int, drop_paths: Sequence[float]):
+        super().__init__()
+        ch_heads = int(num_heads * cfg['chsa_head_ratio'])
+        # The reciprocal exchange needs both branches; a stage with an empty branch skips it entirely.
+        helper = cfg['helper'] and 0 < ch_heads < num_heads
+        ws = cfg['window_size']
+        self.blocks = nn.ModuleDict(OrderedDict(
+            (f'block{i}', DRAMiTBlock(cfg, num_heads, 0 if i % 2 == 0 else ws // 2, p, helper))
+            for i, p in enumerate(drop_paths)))
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        """Returns the last block's output and its attention map."""
+        sp, ch, a = None, None, x
+        for block in self.blocks.values():
+            x, a, sp, ch = block(x, sp, ch)
+        return x, a
+
+
+class Downsizing(nn.Module):
+    """Halve H and W: 2x2 sub-grids stacked on channels (not pixel_unshuffle's order), LayerNorm, MobiVari 4C->C."""
+
+    def __init__(self, cfg: dict):
+        super().__init__()
+        dim = cfg['dim']
+        self.norm = ChannelLayerNorm(4 * dim)
+        self.reduction = make_mobivari(cfg, 4 * dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = torch.cat([x[..., 0::2, 0::2], x[..., 0::2, 1::2], x[..., 1::2, 0::2], x[..., 1::2, 1::2]], dim=1)
+        return self.reduction(self.norm(x))
+
+
+class Bottleneck(nn.Module):
+    """Fuse the encoder outputs at full size: each plus leaky-ReLU'd pooled shallow features, pixel-shuffled up."""
+
+    def __init__(self, cfg: dict):
+        super().__init__()
+        dim = cfg['dim']
+        self.mobivari = make_mobivari(cfg, dim + dim // 4 + dim // 16, dim, fuse=True)
+        self.norm = ChannelLayerNorm(dim)
+
+    def forward(self, shallow: Tensor, feats: Sequence[Tensor]) -> Tensor:
+        fused, s = [], shallow
+        for i, f in enumerate(feats):
+            if i:
+                s = F.max_pool2d(s, 2)
+            fused.append(F.pixel_shuffle(f + F.leaky_relu(s), 2 ** i))
+        return self.norm(self.mobivari(torch.cat(fused, dim=1)))
+
+
+class HRAMi(nn.Module):
+    """H-RAMi: mix the four stages' attention maps at full size into a multiplicative modulation map."""
+
+    def __init__(self, cfg: dict):
+        super().__init__()
+        dim = cfg['dim']
+        self.mobivari = make_mobivari(cfg, dim + dim // 4 + dim // 16 + dim, dim, fuse=True)
+
+    def forward(self, attn_maps: Sequence[Tensor]) -> Tensor:
+        *encoder, last = attn_maps
+        maps = [F.pixel_shuffle(a, 2 ** i) for i, a in enumerate(encoder)] + [last]
+        return self.mobivari(torch.cat(maps, dim=1))
+
+
+class Reconstruction(nn.Module):
+    """Reconstruction: tail MobiVaris, 3x3 conv to out*s^2, pixel shuffle by s, final 3x3 conv."""
+
+    def __init__(self, cfg: dict, out_chans: int, upscale: int):
+        super().__init__()
+        dim = cfg['dim']
+        self.mobivari = nn.Sequential(OrderedDict(
+            (f'mobivari{i}', make_mobivari(cfg, dim, dim)) for i in range(cfg['tail_mv'])))
+        self.conv = nn.Conv2d(dim, out_chans * upscale ** 2, 3, padding=1)
+        self.upscale = upscale
+        self.final_conv = nn.Conv2d(out_chans, out_chans, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.final_conv(F.pixel_shuffle(self.conv(self.mobivari(x)), self.upscale))
+
+
+# --------------------------------------------------------------------------------------------------
+# The network
+# --------------------------------------------------------------------------------------------------
+@ARCH_REGISTRY.register()
+class RAMiT(nn.Module):
+    """RAMiT for SR x2/x3/x4 ('sr'), colour/gray denoising ('dn'/'graydn'), low-light ('lle'), deraining ('dr').
+
+    ``variant`` and ``task`` fill in every hyper-parameter; any of ``HYPER_PARAMETERS`` can be overridden by
+    keyword. ``upscale`` defaults to 2 for 'sr' and must be 1 (or omitted) for the other tasks. Inputs are
+    [B, in_chans, H, W] floats in [0, 1] of any H, W; outputs are [B, in_chans, H*s, W*s], not clamped.
+    """
+
+    def __init__(self, variant: str = 'RAMiT', task: str = 'sr', upscale: Optional[int] = None, **overrides):
+        super().__init__()
+        cfg = resolve_config(variant, task, upscale, **overrides)
+        self.config = cfg
+        self.variant, self.task, self.upscale = variant, task, cfg['upscale']
+        self.in_chans = cfg['in_chans']
+        self.residual = task != 'sr'
+        self.pad_unit = 2 ** (len(cfg['depths']) - 2) * cfg['window_size']
+        self.img_norm = cfg['img_norm']
+        if self.img_norm:
+            mean, std = NORM_STATS[norm_mode(task, self.upscale)]
+            self.register_buffer('mean', torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+            self.register_buffer('std', torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+        # Stochastic depth rate grows linearly over all blocks of the network.
+        rates = torch.linspace(0, cfg['drop_path'], sum(cfg['depths'])).tolist()
+        bounds = [sum(cfg['depths'][:i]) for i in range(5)]
+        stage = [Stage(cfg, cfg['num_heads'][i], rates[bounds[i]:bounds[i + 1]]) for i in range(4)]
+
+        self.shallow = ShallowFeature(self.in_chans, cfg['dim'])
+        self.stage1 = stage[0]
+        self.down1 = Downsizing(cfg)
+        self.stage2 = stage[1]
+        self.down2 = Downsizing(cfg)
+        self.stage3 = stage[2]
+        self.bottleneck = Bottleneck(cfg)
+        self.stage4 = stage[3]
+        self.attn_mix = HRAMi(cfg)
+        self.to_target = Reconstruction(cfg, self.in_chans, self.upscale)
+
+    def describe(self) -> str:
+        """One-line description: variant, task, scale and channels."""
+        return describe_config(self.config)
+
+    def check_input(self, x: Tensor) -> None:
+        """Raise ValueError unless x is [B, in_chans, H, W]."""
+        if x.dim() != 4 or x.shape[1] != self.in_chans:
+            raise ValueError(f'{self.describe()} expects input of shape [B, {self.in_chans}, H, W], '
+                             f'got {list(x.shape)}' + (' (a gray image into a colour network? convert it '
+                                                        'to RGB or use task graydn)' if x.dim() == 4 and
+                                                       x.shape[1] == 1 else ''))
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.check_input(x)
+        h, w = x.shape[-2:]
+        unit = self.pad_unit
+        # Zero padding comes before normalisation, so padded pixels become -mean/std.
+        x = F.pad(x, (0, (-w) % unit, 0, (-h) % unit))
+        if self.img_norm:
+            x = (x - self.mean) / self.std
+        shallow = self.shallow(x)
+        o1, a1 = self.stage1(shallow)
+        o2, a2 = self.stage2(self.down1(o1))
+        o3, a3 = self.stage3(self.down2(o2))
+        o4, a4 = self.stage4(self.bottleneck(shallow, (o1, o2, o3)))
+        o4 = o4 * self.attn_mix((a1, a2, a3, a4))
+        y = self.to_target(o4 + shallow)
+        if self.residual:
+            y = y + x
+        if self.img_norm:
+            y = y * self.std + self.mean
+        s = self.upscale
+        return y[..., :h * s, :w * s]
+
+
+def describe_config(cfg: dict) -> str:
+    """e.g. "RAMiT-1 x2 SR (3 channels)" or "RAMiT gray denoising (1 channel)"."""
+    names = {'sr': 'SR', 'dn': 'colour denoising', 'graydn': 'gray denoising', 'lle': 'low-light enhancement',
+             'dr': 'deraining'}
+    task = f"x{cfg['upscale']} SR" if cfg['task'] == 'sr' else names[cfg['task']]
+    chans = cfg['in_chans']
+    return f"{cfg['variant']} {task} ({chans} channel{'s' if chans != 1 else ''})"

@@ -1,0 +1,1 @@
+"""Command-line interface: `ramit <command>` and `basicsr <command>` (the same entry point)."""

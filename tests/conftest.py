@@ -1,0 +1,34 @@
+"""Shared fixtures: the reference material and benchmark sets in ../shared (skipped when absent, failed in CI)."""
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get('RAMIT_SHARED', REPO.parent / 'shared'))
+
+# Single-threaded torch keeps the suite's timing stable on 2-core CI machines with subprocess tests in flight.
+os.environ.setdefault('OMP_NUM_THREADS', '1')
+
+
+def require_shared(*parts: str) -> Path:
+    """Path under ../shared; skip with the reason when it is missing (a user's clone), fail when CI is set."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        reason = f'{path} is missing: the reference checkpoints and benchmark sets live in ../shared beside the repo'
+        if os.environ.get('CI'):
+            pytest.fail(reason + ' (CI is set, so this is an error)')
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture(scope='session')
+def reference_dir() -> Path:
+    """../shared/ramit_reference (weights/, golden/, keys/)."""
+    return require_shared('ramit_reference')
+
+
+@pytest.fixture(scope='session')
+def datasets_dir() -> Path:
+    """../shared/datasets (Set5, Set14, Urban100, CBSD68, Kodak24, McMaster, BSD68, Set12)."""
+    return require_shared('datasets')
