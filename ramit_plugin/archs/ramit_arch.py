@@ -12,6 +12,12 @@ boxes of the paper's Figure 2:
 
 Every module and parameter name reproduces the authors' state-dict keys, so their
 raw checkpoints load with ``strict=True``.
+
+Two numerically equivalent forward paths (``RAMiT(fast=...)`` / ``net.set_fast``): the reference path
+follows ARCHITECTURE.md literally; the fast path (default in eval mode) runs on channels-last features,
+replaces roll + window partition by one cached gather, uses ``scaled_dot_product_attention`` for SP-SA
+with the cosine scale folded into q and the relative-position bias (cached at eval) as the mask. Both
+paths share every parameter and buffer, so checkpoints load the same way.
 """
 import math
 from collections import OrderedDict
@@ -130,6 +136,14 @@ def _validate(cfg: dict, task: str, upscale: int) -> None:
     for key in ('attn_drop', 'proj_drop', 'drop_path'):
         if not 0.0 <= cfg[key] < 1.0:
             fail(f'{key}={cfg[key]} is invalid; valid: 0.0 <= p < 1.0')
+    if cfg['mv_ver'] == 2:
+        # MobiVari v2's expansion is a grouped conv, so its groups must divide every MobiVari input width.
+        fused = (dim + dim // 4 + dim // 16, 2 * dim + dim // 4 + dim // 16)
+        for key, widths in (('expand_groups', (dim, 4 * dim)), ('fuse_expand_groups', fused)):
+            for width in widths:
+                if width % cfg[key]:
+                    fail(f'{key}={cfg[key]} does not divide a MobiVari input of {width} channels (dim={dim}); '
+                         f'choose groups dividing {", ".join(map(str, widths))}')
     if cfg['in_chans'] not in (1, 3) and cfg['img_norm']:
         fail(f"in_chans={cfg['in_chans']} has no normalisation constants; use 1 or 3, or img_norm=False")
     if cfg['img_norm'] and len(NORM_STATS[norm_mode(task, upscale)][0]) != cfg['in_chans']:
@@ -263,6 +277,24 @@ def window_reverse(x: Tensor, ws: int, b: int, h: int, w: int) -> Tensor:
     return x.permute(0, 3, 6, 1, 4, 2, 5).reshape(b, heads * c, h, w)
 
 
+def _tracing() -> bool:
+    """True under torch.compile / export / jit tracing, where Python-side caches must not be used."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
+def _unit_norm(x: Tensor, dim: int) -> Tensor:
+    """1 / max(||x||, 1e-12) along ``dim`` (keepdim), the factor F.normalize applies."""
+    return torch.linalg.vector_norm(x, dim=dim, keepdim=True).clamp_min(1e-12).reciprocal()
+
+
+def window_order(h: int, w: int, ws: int, shift: int, device: torch.device) -> Tensor:
+    """Flat pixel index (y*W + x) of each token after roll(-shift) and window partition, window-major."""
+    ys = (torch.arange(h, device=device) + shift) % h
+    xs = (torch.arange(w, device=device) + shift) % w
+    idx = ys.view(h // ws, 1, ws, 1) * w + xs.view(1, w // ws, 1, ws)
+    return idx.flatten()
+
+
 def cosine_logits(q: Tensor, k: Tensor, logit_scale: Tensor) -> Tensor:
     """Scaled cosine similarity q^ k^T * exp(min(logit_scale, ln 100)) over the last axis."""
     attn = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
@@ -282,12 +314,75 @@ class SPSA(nn.Module):
         self.attn_drop = nn.Dropout(attn_drop)
         self.proj = nn.Conv2d(num_heads * head_dim, num_heads * head_dim, 1)
         self.proj_drop = nn.Dropout(proj_drop)
+        # Plain attributes, not buffers: checkpoints keep exactly the authors' keys.
+        self._bias_cache: Optional[Tuple[tuple, Tensor]] = None
+        self._index_cache: Dict[tuple, Tuple[Tensor, Tensor, Tensor]] = {}
 
     def relative_position_bias(self) -> Tensor:
         """[L, ws^2, ws^2] bias gathered from the table."""
         n = self.window_size ** 2
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
         return bias.view(n, n, self.num_heads).permute(2, 0, 1)
+
+    def train(self, mode: bool = True) -> 'SPSA':
+        self._bias_cache = None
+        return super().train(mode)
+
+    def _cached_bias(self) -> Tensor:
+        """relative_position_bias(), contiguous, reused while the table is unchanged (eval without grad).
+
+        The key holds the table's version counter, storage and dtype, so optimiser steps, load_state_dict
+        (in-place copy) and .to()/.half() all invalidate it.
+        """
+        table = self.relative_position_bias_table
+        if self.training or _tracing() or (torch.is_grad_enabled() and table.requires_grad):
+            return self.relative_position_bias()
+        key = (table._version, table.data_ptr(), table.dtype, table.device)
+        if self._bias_cache is None or self._bias_cache[0] != key:
+            self._bias_cache = (key, self.relative_position_bias().contiguous())
+        return self._bias_cache[1]
+
+    def _indices(self, h: int, w: int, total_heads: int, device: torch.device) -> Tuple[Tensor, Tensor, Tensor]:
+        """Gather indices (pixels to window tokens, qkv rows to windows, window rows back to pixels)."""
+        key = (h, w, total_heads, device)
+        cached = None if _tracing() else self._index_cache.get(key)
+        if cached is not None:
+            return cached
+        heads, n = self.num_heads, self.window_size ** 2
+        pos = window_order(h, w, self.window_size, self.shift, device).view(-1, 1, n)
+        head = torch.arange(heads, device=device).view(1, heads, 1)
+        # Rows of the [B, H*W*total_heads, 3c] qkv view, ordered (window, head, token).
+        gather = (pos * total_heads + head).flatten()
+        # Output row (window, head, token) belongs at pixel-major row pos*heads + head.
+        scatter_to = (pos * heads + head).flatten()
+        back = torch.empty_like(scatter_to).scatter_(0, scatter_to, torch.arange(scatter_to.numel(),
+                                                                                 device=device))
+        result = (pos.flatten(), gather, back)
+        if not _tracing():
+            if len(self._index_cache) >= 8:  # bounded: tiles and images of many sizes pass through
+                self._index_cache.clear()
+            self._index_cache[key] = result
+        return result
+
+    def forward_fast(self, qkv: Tensor, h: int, w: int, ch_helper: Optional[Tensor]) -> Tensor:
+        """Fast path. qkv: [B, H*W, L_all, 3c] (pixel-major, our heads first); returns [B, L_sp*c, H, W]."""
+        b, hw, total_heads, c3 = qkv.shape
+        c, heads, n = c3 // 3, self.num_heads, self.window_size ** 2
+        pixels, gather, back = self._indices(h, w, total_heads, qkv.device)
+        # One gather does roll(-shift) + window partition + head split.
+        win = qkv.reshape(b, hw * total_heads, c3).index_select(1, gather).view(-1, heads, n, c3)
+        q, k, v = win.split(c, dim=-1)
+        if ch_helper is not None:
+            helper = ch_helper.permute(0, 2, 3, 1).reshape(b, hw, -1, c).mean(dim=2)
+            v = v * helper.index_select(1, pixels).view(-1, 1, n, c)
+        scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp()
+        q = q * (_unit_norm(q, -1) * scale)
+        k = k * _unit_norm(k, -1)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=self._cached_bias(),
+                                             dropout_p=self.attn_drop.p if self.training else 0.0, scale=1.0)
+        # The inverse gather undoes partition and roll; proj is pointwise, so it commutes with both.
+        out = out.reshape(b, -1, c).index_select(1, back).view(b, h, w, heads * c).permute(0, 3, 1, 2)
+        return self.proj_drop(self.proj(out))
 
     def forward(self, qkv: Tensor, ch_helper: Optional[Tensor]) -> Tensor:
         """qkv: [B, L_sp, 3c, H, W]; ch_helper: previous block's CH-SA output [B, L_ch*c, H, W] or None."""
@@ -329,6 +424,24 @@ class CHSA(nn.Module):
         out = (attn @ v).reshape(b, heads * (c3 // 3), h, w)
         return self.proj_drop(self.proj(out))
 
+    def forward_fast(self, qkv: Tensor, h: int, w: int, sp_helper: Optional[Tensor]) -> Tensor:
+        """Fast path. qkv: [B, H*W, L_ch, 3c] (pixel-major view); returns [B, L_ch*c, H, W] channels-last.
+
+        Plain matmuls on the pixel-major views, not scaled_dot_product_attention: with H*W as head dim
+        SDPA was 2-3x slower here (it copies to a contiguous layout first).
+        """
+        b, hw, heads, c3 = qkv.shape
+        c = c3 // 3
+        q, k, v = (t.permute(0, 2, 1, 3) for t in qkv.split(c, dim=-1))  # [B, L, HW, c] views
+        if sp_helper is not None:
+            v = v * sp_helper.mean(dim=1).reshape(b, 1, hw, 1)
+        scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp()
+        logits = (q * _unit_norm(q, -2)).transpose(-2, -1) @ (k * _unit_norm(k, -2)) * scale
+        attn = self.attn_drop(logits.softmax(dim=-1))
+        out = v @ attn.transpose(-2, -1)  # [B, L, HW, c]
+        out = out.permute(0, 2, 1, 3).reshape(b, h, w, heads * c).permute(0, 3, 1, 2)
+        return self.proj_drop(self.proj(out))
+
 
 class FFN(nn.Module):
     """Feed-forward network: 1x1 conv expand, exact GELU, 1x1 conv back."""
@@ -366,16 +479,23 @@ class DRAMiTBlock(nn.Module):
         self.norm2 = ChannelLayerNorm(dim)
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, x: Tensor, sp_prev: Optional[Tensor], ch_prev: Optional[Tensor]
+    def forward(self, x: Tensor, sp_prev: Optional[Tensor], ch_prev: Optional[Tensor], fast: bool = False
                 ) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
         """Returns (output, attention map a, SP-SA output, CH-SA output); the last two feed the next block."""
         b, _, h, w = x.shape
-        qkv = self.qkv_proj(x).reshape(b, self.sp_heads + self.ch_heads, 3 * self.head_dim, h, w)
+        heads = self.sp_heads + self.ch_heads
         use_helper = self.helper and sp_prev is not None and ch_prev is not None
-        sp_out = (self.sp_attn(qkv[:, :self.sp_heads], ch_prev if use_helper else None)
-                  if self.sp_attn is not None else None)
-        ch_out = (self.ch_attn(qkv[:, self.sp_heads:], sp_prev if use_helper else None)
-                  if self.ch_attn is not None else None)
+        ch_help, sp_help = (ch_prev, sp_prev) if use_helper else (None, None)
+        if fast:
+            # Pixel-major [B, H*W, heads, 3c]: a free view of channels-last features.
+            qkv = self.qkv_proj(x).permute(0, 2, 3, 1).reshape(b, h * w, heads, 3 * self.head_dim)
+            sp_out = self.sp_attn.forward_fast(qkv, h, w, ch_help) if self.sp_attn is not None else None
+            ch_out = (self.ch_attn.forward_fast(qkv[:, :, self.sp_heads:], h, w, sp_help)
+                      if self.ch_attn is not None else None)
+        else:
+            qkv = self.qkv_proj(x).reshape(b, heads, 3 * self.head_dim, h, w)
+            sp_out = self.sp_attn(qkv[:, :self.sp_heads], ch_help) if self.sp_attn is not None else None
+            ch_out = self.ch_attn(qkv[:, self.sp_heads:], sp_help) if self.ch_attn is not None else None
         a = self.mobivari(torch.cat([t for t in (sp_out, ch_out) if t is not None], dim=1))
         y = self.drop_path(self.norm1(a)) + x
         out = self.drop_path(self.norm2(self.ffn(y))) + y
@@ -395,11 +515,11 @@ class Stage(nn.Module):
             (f'block{i}', DRAMiTBlock(cfg, num_heads, 0 if i % 2 == 0 else ws // 2, p, helper))
             for i, p in enumerate(drop_paths)))
 
-    def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, fast: bool = False) -> Tuple[Tensor, Tensor]:
         """Returns the last block's output and its attention map."""
         sp, ch, a = None, None, x
         for block in self.blocks.values():
-            x, a, sp, ch = block(x, sp, ch)
+            x, a, sp, ch = block(x, sp, ch, fast)
         return x, a
 
 
@@ -475,12 +595,16 @@ class RAMiT(nn.Module):
     ``variant`` and ``task`` fill in every hyper-parameter; any of ``HYPER_PARAMETERS`` can be overridden by
     keyword. ``upscale`` defaults to 2 for 'sr' and must be 1 (or omitted) for the other tasks. Inputs are
     [B, in_chans, H, W] floats in [0, 1] of any H, W; outputs are [B, in_chans, H*s, W*s], not clamped.
+    ``fast``: None (default) runs the fast path in eval mode and the reference path in training (dropout
+    draws differ between the two); True / False force one path (see ``set_fast``).
     """
 
-    def __init__(self, variant: str = 'RAMiT', task: str = 'sr', upscale: Optional[int] = None, **overrides):
+    def __init__(self, variant: str = 'RAMiT', task: str = 'sr', upscale: Optional[int] = None,
+                 fast: Optional[bool] = None, **overrides):
         super().__init__()
         cfg = resolve_config(variant, task, upscale, **overrides)
         self.config = cfg
+        self.fast = fast
         self.variant, self.task, self.upscale = variant, task, cfg['upscale']
         self.in_chans = cfg['in_chans']
         self.residual = task != 'sr'
@@ -511,6 +635,17 @@ class RAMiT(nn.Module):
         """One-line description: variant, task, scale and channels."""
         return describe_config(self.config)
 
+    def set_fast(self, fast: Optional[bool]) -> 'RAMiT':
+        """Choose the forward path: True fast, False reference, None fast in eval mode only; returns self."""
+        if fast not in (None, True, False):
+            raise ValueError(f'RAMiT.set_fast: expected True, False or None, got {fast!r}')
+        self.fast = fast
+        return self
+
+    def uses_fast_path(self) -> bool:
+        """Whether the next forward call takes the fast path (given the mode and training state)."""
+        return (not self.training) if self.fast is None else bool(self.fast)
+
     def check_input(self, x: Tensor) -> None:
         """Raise ValueError unless x is [B, in_chans, H, W]."""
         if x.dim() != 4 or x.shape[1] != self.in_chans:
@@ -527,11 +662,15 @@ class RAMiT(nn.Module):
         x = F.pad(x, (0, (-w) % unit, 0, (-h) % unit))
         if self.img_norm:
             x = (x - self.mean) / self.std
+        fast = self.uses_fast_path()
+        if fast:
+            # Channels-last makes the per-pixel LayerNorms and the attention's pixel-major views copy-free.
+            x = x.contiguous(memory_format=torch.channels_last)
         shallow = self.shallow(x)
-        o1, a1 = self.stage1(shallow)
-        o2, a2 = self.stage2(self.down1(o1))
-        o3, a3 = self.stage3(self.down2(o2))
-        o4, a4 = self.stage4(self.bottleneck(shallow, (o1, o2, o3)))
+        o1, a1 = self.stage1(shallow, fast)
+        o2, a2 = self.stage2(self.down1(o1), fast)
+        o3, a3 = self.stage3(self.down2(o2), fast)
+        o4, a4 = self.stage4(self.bottleneck(shallow, (o1, o2, o3)), fast)
         o4 = o4 * self.attn_mix((a1, a2, a3, a4))
         y = self.to_target(o4 + shallow)
         if self.residual:
