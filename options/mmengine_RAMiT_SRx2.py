@@ -1,0 +1,104 @@
+# RAMiT x2 super-resolution with mmengine's Runner:  ramit mm-train options/mmengine_RAMiT_SRx2.py
+# Test a checkpoint (the authors' raw .pth, or one this config saved) on Set5:
+#   ramit mm-test options/mmengine_RAMiT_SRx2.py --checkpoint RAMiT_X2.pth
+# Paper recipe (ARCHITECTURE.md sec. 10) in iterations: 500 epochs of 1,000 iterations at total batch 64, 20
+# warm-up epochs, lr halved at epochs 200, 300, 400, 425, 450, 475. Other variants: change model.generator.variant
+# ('RAMiT', 'RAMiT-1', 'RAMiT-slimSR'); other scales: `scale` below (and the LR folders).
+
+# The Runner builds every type below from ramit_plugin's registries (which fall back to mmengine's classes).
+default_scope = 'ramit_plugin'
+custom_imports = dict(imports=['ramit_plugin'], allow_failed_imports=False)
+
+scale = 2
+model = dict(
+    type='RAMiTRestorer',
+    generator=dict(type='RAMiT', variant='RAMiT', task='sr', upscale=scale),
+    pixel_loss=dict(type='L1Loss', loss_weight=1.0, reduction='mean'),
+    # Stacks the batch on the device; RAMiT normalises its input itself with the published statistics.
+    data_preprocessor=dict(type='RAMiTDataPreprocessor'),
+    # Validation/test pad symmetrically to this multiple (4 * window size) and crop back, as the paper does.
+    eval_multiple=32,
+    # Weights to start from, in any form (authors' raw .pth, BasicSR, mmengine); for an x3/x4 warm start from an
+    # x2 model add pretrained_exclude=('to_target.',).
+    pretrained=None)
+
+# DIV2K sub-images packed into LMDB as BasicSR's dataset-preparation docs lay them out
+# (`ramit extract-subimages`, then `ramit make-lmdb`); for image folders use io_backend='disk' and the folders.
+train_pipeline = [
+    dict(type='PairedRandomCrop', gt_patch_size=64 * scale, scale=scale),  # LR patch 64
+    dict(type='PairedFlipRotate', hflip=True, rotation=True),
+    dict(type='PackRestorationInputs'),
+]
+test_pipeline = [dict(type='PackRestorationInputs')]
+
+train_dataloader = dict(
+    batch_size=32,  # per GPU: the paper used 2 GPUs, total 64
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(
+        type='PairedRestorationDataset',
+        data_root='datasets/DIV2K',
+        data_prefix=dict(gt='DIV2K_train_HR_sub.lmdb', lq=f'DIV2K_train_LR_bicubic_X{scale}_sub.lmdb'),
+        io_backend='lmdb',
+        scale=scale,
+        pipeline=train_pipeline))
+
+# Set5 with BasicSR/EDSR names: HR/baby.png, LR_bicubic/X2/babyx2.png. Batch 1: images differ in size.
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=1,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type='PairedRestorationDataset',
+        data_root='datasets/Set5',
+        data_prefix=dict(gt='HR', lq=f'LR_bicubic/X{scale}'),
+        lq_tmpl='{}x' + str(scale),  # BasicSR/EDSR names: LR_bicubic/X2/babyx2.png <-> HR/baby.png
+        scale=scale,
+        test_mode=True,
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+# PSNR/SSIM on the Y channel with crop border = scale, on uint8 outputs (the paper's protocol).
+val_evaluator = dict(type='PSNRSSIMMetric', crop_border=scale, test_y_channel=True)
+test_evaluator = val_evaluator
+
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=500_000, val_interval=5_000)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+
+# Adam, no weight decay, lr 4e-4 for a total batch of 64; auto_scale_lr scales it linearly to
+# (GPUs x batch_size) when `--cfg-options auto_scale_lr.enable=True` (mmengine's usual switch).
+optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=4e-4, betas=(0.9, 0.999), weight_decay=0))
+auto_scale_lr = dict(enable=False, base_batch_size=64)
+
+# Linear warm-up over 20 epochs (20k iterations, starting near 0 like BasicSR's warmup_iter), then halvings.
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1.0 / 20_000, by_epoch=False, begin=0, end=20_000),
+    # An explicit end: a scheduler left to default to max_iters keeps the old value when a run is resumed with
+    # a larger train_cfg.max_iters (mmengine restores it from the checkpoint).
+    dict(type='MultiStepLR', by_epoch=False, begin=0, end=500_000,
+         milestones=[200_000, 300_000, 400_000, 425_000, 450_000, 475_000], gamma=0.5),
+]
+
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=100),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=5_000, max_keep_ckpts=5,
+                    save_best='PSNR', rule='greater'),
+    sampler_seed=dict(type='DistSamplerSeedHook'))
+# Makes the saved checkpoints loadable by torch.load's weights_only default (resume on torch >= 2.6).
+custom_hooks = [dict(type='WeightsOnlyCheckpointHook')]
+
+env_cfg = dict(
+    cudnn_benchmark=False,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    # `ramit mm-train` switches to gloo on machines without CUDA.
+    dist_cfg=dict(backend='nccl'))
+log_processor = dict(type='LogProcessor', window_size=100, by_epoch=False)
+visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')])
+log_level = 'INFO'
+randomness = dict(seed=0)
+load_from = None
+resume = False

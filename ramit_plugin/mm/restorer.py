@@ -1,0 +1,104 @@
+"""RAMiT in mmengine's MODELS: the network itself, a data preprocessor and a restoration model for the Runner."""
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseDataPreprocessor, BaseModel
+from mmengine.structures import BaseDataElement
+
+from ..archs.ramit_arch import RAMiT
+from ..checkpoint import load_checkpoint
+from ..protocol import EVAL_MULTIPLE, protocol_forward
+from ..registry import MODELS
+
+Tensor = torch.Tensor
+# The same class BasicSR's ARCH_REGISTRY holds, so both toolboxes build identical networks.
+MODELS.register_module(name='RAMiT', module=RAMiT)
+
+
+@MODELS.register_module()
+class RAMiTDataPreprocessor(BaseDataPreprocessor):
+    """Move a collated batch to the model's device, scale uint8 images to [0, 1], stack; mixed sizes are zero-padded.
+
+    Mean/std normalisation is not done here: RAMiT normalises inside (``img_norm``) with its published per-task
+    statistics, so inputs stay in [0, 1]. The padded extent never reaches the network in predict mode (each
+    sample's size is kept in its metainfo as ``input_size`` and the protocol pads it itself).
+    """
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        """Cast ``inputs`` (list of [C, H, W] or a [B, C, H, W] tensor) and ``data_samples`` to the device."""
+        data = self.cast_data(data)
+        inputs = data['inputs']
+        samples = data.get('data_samples')
+        for sample in samples or ():
+            if 'gt' in sample:
+                sample.gt = _unit_range(sample.gt)
+        if isinstance(inputs, Tensor):
+            return dict(inputs=_unit_range(inputs), data_samples=samples)
+        height = max(x.shape[-2] for x in inputs)
+        width = max(x.shape[-1] for x in inputs)
+        batch = torch.stack([F.pad(_unit_range(x), (0, width - x.shape[-1], 0, height - x.shape[-2]))
+                             for x in inputs])
+        for sample, x in zip(samples or (), inputs):
+            sample.set_metainfo(dict(input_size=tuple(x.shape[-2:])))
+        return dict(inputs=batch, data_samples=samples)
+
+
+def _unit_range(img: Tensor) -> Tensor:
+    """float32 image in [0, 1]: uint8 images (as other OpenMMLab pipelines pack them) are divided by 255."""
+    return img.float() / 255.0 if img.dtype == torch.uint8 else img.float()
+
+
+@MODELS.register_module()
+class RAMiTRestorer(BaseModel):
+    """A RAMiT network trained with a pixel loss and evaluated with the paper's protocol (ARCHITECTURE.md sec. 9).
+
+    ``forward(inputs, data_samples, mode)``: 'tensor' returns the raw network output, 'loss' a dict with the
+    pixel loss against ``data_samples[i].gt``, 'predict' the samples with ``pred`` set (padded symmetrically to
+    ``eval_multiple``, run, cropped to H*s x W*s; not clamped, the metric quantises). ``pretrained``: weights
+    for the generator, loaded at construction (keys starting with a prefix in ``pretrained_exclude`` skipped).
+    """
+
+    def __init__(self, generator: dict, pixel_loss: Optional[dict] = None,
+                 data_preprocessor: Union[dict, BaseDataPreprocessor, None] = None,
+                 eval_multiple: int = EVAL_MULTIPLE, pretrained: Optional[str] = None,
+                 pretrained_exclude: Sequence[str] = (), init_cfg: Optional[dict] = None) -> None:
+        if data_preprocessor is None or isinstance(data_preprocessor, dict):
+            data_preprocessor = MODELS.build(data_preprocessor or dict(type='RAMiTDataPreprocessor'))
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.generator = MODELS.build(generator)
+        if pretrained:
+            # Any form ramit_plugin.checkpoint reads (the authors' raw files too, which mmengine's load_from cannot
+            # map onto 'generator.'); e.g. pretrained_exclude=('to_target.',) warm-starts x3/x4 from an x2 model.
+            load_checkpoint(self.generator, pretrained, exclude=pretrained_exclude)
+        self.pixel_loss = MODELS.build(pixel_loss or dict(type='L1Loss'))
+        self.eval_multiple = eval_multiple
+
+    def forward(self, inputs: Tensor, data_samples: Optional[List[BaseDataElement]] = None,
+                mode: str = 'tensor') -> Union[Tensor, Dict[str, Tensor], List[BaseDataElement]]:
+        """Run in mode 'tensor', 'loss' or 'predict' (mmengine's BaseModel contract)."""
+        if mode == 'tensor':
+            return self.generator(inputs)
+        if mode == 'loss':
+            target = torch.stack([sample.gt for sample in data_samples]).to(inputs)
+            return dict(loss=self.pixel_loss(self.generator(inputs), target))
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        raise ValueError(f"RAMiTRestorer: mode must be 'tensor', 'loss' or 'predict', got {mode!r}")
+
+    @torch.no_grad()
+    def predict(self, inputs: Tensor, data_samples: Optional[Sequence[BaseDataElement]] = None
+                ) -> List[BaseDataElement]:
+        """Restore each sample with the reference protocol and store the output as ``pred`` (new samples if None)."""
+        if data_samples is None:
+            data_samples = [BaseDataElement() for _ in range(inputs.shape[0])]
+        sizes = [sample.metainfo.get('input_size', tuple(inputs.shape[-2:])) for sample in data_samples]
+        if all(tuple(size) == tuple(inputs.shape[-2:]) for size in sizes):
+            outputs = list(protocol_forward(self.generator, inputs, multiple=self.eval_multiple))
+        else:
+            # Zero-padding from batching must not leak into the protocol's mirror padding: one image at a time.
+            outputs = [protocol_forward(self.generator, x[None, :, :h, :w], multiple=self.eval_multiple)[0]
+                       for x, (h, w) in zip(inputs, sizes)]
+        for sample, out in zip(data_samples, outputs):
+            sample.pred = out
+        return list(data_samples)

@@ -1,0 +1,89 @@
+"""Runner-side fixes for mmengine 0.10.7 on current torch, kept in the plugin (mmengine itself is not edited)."""
+import datetime
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from mmengine.hooks import Hook
+from mmengine.logging import HistoryBuffer
+
+from ..registry import HOOKS
+
+# What an mmengine checkpoint holds beyond tensors and plain containers, once WeightsOnlyCheckpointHook has
+# rewritten the message hub's buffers: numpy arrays/scalars (logged values, best scores) and HistoryBuffer itself.
+_MULTIARRAY = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray  # numpy 2 / numpy 1
+# numpy >= 1.25 pickles a dtype through its class (numpy.dtypes.Float64DType, ...): the numeric ones are allowed.
+_NUMERIC_DTYPES = [type(np.dtype(t)) for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
+                                               np.uint32, np.uint64, np.float16, np.float32, np.float64)]
+CHECKPOINT_GLOBALS = [np.ndarray, np.dtype, _MULTIARRAY._reconstruct, _MULTIARRAY.scalar, HistoryBuffer,
+                      *_NUMERIC_DTYPES]
+
+
+def allow_mmengine_checkpoints() -> None:
+    """Let torch.load's ``weights_only`` default (torch >= 2.6) read the checkpoints mmengine's Runner saves.
+
+    mmengine 0.10.7 calls ``torch.load`` without ``weights_only`` when it loads or resumes. Only the types in
+    CHECKPOINT_GLOBALS are allowed, never arbitrary code (``weights_only`` stays on).
+    """
+    torch.serialization.add_safe_globals(CHECKPOINT_GLOBALS)
+
+
+class _PortableHistoryBuffer(HistoryBuffer):
+    """A HistoryBuffer that pickles as ``HistoryBuffer(log_history, count_history, max_length)``.
+
+    HistoryBuffer's own pickle stores its statistics methods through ``builtins.getattr``, which no
+    weights_only loader may allow; the default methods come back from the constructor anyway.
+    """
+
+    def __reduce__(self):
+        return HistoryBuffer, (self._log_history, self._count_history, self.max_length)
+
+
+@HOOKS.register_module()
+class WeightsOnlyCheckpointHook(Hook):
+    """Make the Runner's checkpoints loadable with ``torch.load(weights_only=True)`` (see _PortableHistoryBuffer).
+
+    ``ramit mm-train`` adds it when the config does not; configs for other launchers list it in ``custom_hooks``.
+    """
+
+    priority = 'VERY_LOW'
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Rewrite the message hub's HistoryBuffers in the checkpoint about to be saved."""
+        scalars = checkpoint.get('message_hub', {}).get('log_scalars', {})
+        for key, buffer in scalars.items():
+            if isinstance(buffer, HistoryBuffer):
+                portable = _PortableHistoryBuffer.__new__(_PortableHistoryBuffer)
+                portable.__dict__.update(buffer.__dict__)
+                scalars[key] = portable
+
+
+def ensure_weights_only_hook(cfg) -> None:
+    """Add WeightsOnlyCheckpointHook to ``cfg.custom_hooks`` unless it is there."""
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(str(h.get('type', '')).endswith('WeightsOnlyCheckpointHook') for h in hooks):
+        hooks.append(dict(type='ramit_plugin.WeightsOnlyCheckpointHook'))
+    cfg.custom_hooks = hooks
+
+
+def prepare_distributed(cfg) -> None:
+    """Let mmengine's distributed Runner start on a machine without CUDA (gloo, DDP without device_ids).
+
+    mmengine's ``init_dist`` calls ``torch.cuda.set_device`` and its DDP wrapper passes ``device_ids=[LOCAL_RANK]``,
+    both CUDA-only. On CPU we open the gloo process group ourselves (the Runner reuses an initialised one) and
+    give the wrapper ``device_ids=None``. With CUDA the config is left as it is.
+    """
+    if torch.cuda.is_available():
+        return
+    if cfg.launcher != 'pytorch':
+        raise RuntimeError(f'--launcher {cfg.launcher} needs CUDA; on a CPU-only machine start the processes '
+                           'with torchrun ... --launcher pytorch')
+    dist_cfg = dict(cfg.get('env_cfg', {}).get('dist_cfg', {}), backend='gloo')
+    cfg.merge_from_dict({'env_cfg.dist_cfg': dist_cfg})
+    cfg.model_wrapper_cfg = dict(cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel'),
+                                 device_ids=None)
+    if not dist.is_initialized():
+        timeout: Optional[float] = dist_cfg.get('timeout')
+        kwargs = dict(timeout=datetime.timedelta(seconds=timeout)) if timeout is not None else {}
+        dist.init_process_group(backend='gloo', **kwargs)
