@@ -1,0 +1,429 @@
+"""`ramit make-lmdb`, `make-lr` and `extract-subimages`: BasicSR's dataset preparation as commands.
+
+Each command writes into a hidden staging folder beside its output and renames it into place only when every
+image is done, so an interrupted or failed run never leaves a half-written result at the output path (and
+`--overwrite` keeps the old result until the new one is complete).
+"""
+import argparse
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from multiprocessing import Pool
+from pathlib import Path
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from .. import compat  # noqa: F401  (the torchvision shim must precede basicsr's import)
+from basicsr.data.transforms import mod_crop
+from basicsr.utils.lmdb_util import LmdbMaker, read_img_worker
+from basicsr.utils.matlab_functions import calculate_weights_indices
+
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+# EDSR/BasicSR name LR files '<name>x<scale>.png'; the scales BasicSR's extract_subimages.py strips.
+SCALE_SUFFIX = re.compile(r'x[2348]$')
+# BasicSR splits meta_info lines on spaces and keys on the first '.', and LMDB keys are ASCII.
+VALID_KEY = re.compile(r'^[\x21-\x7e]+$')
+
+
+class DataPrepError(Exception):
+    """A one-line, user-facing error naming the option or file at fault."""
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """Size of an image read from its header only (no decoding)."""
+    path: Path
+    height: int
+    width: int
+    channels: int
+    bytes_per_sample: int
+
+
+def list_images(folder: Path, option: str = '--input', recursive: bool = False) -> List[Path]:
+    """Image files in `folder` (and its sub-folders if `recursive`), sorted; DataPrepError when there are none."""
+    if not folder.is_dir():
+        raise DataPrepError(f'{option} {folder}: no such folder')
+    # os.walk, unlike Path.rglob before Python 3.13, follows links to folders (one link per training set).
+    found = ((Path(top) / name for top, _, names in os.walk(folder, followlinks=True) for name in names)
+             if recursive else folder.iterdir())
+    paths = sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise DataPrepError(f"{option} {folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+    return paths
+
+
+def read_header(path: Path) -> ImageHeader:
+    """Image size and sample layout from the file header; DataPrepError naming a file that is not an image."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            mode, (width, height), bands = img.mode, img.size, len(img.getbands())
+    except (OSError, UnidentifiedImageError) as exc:
+        raise DataPrepError(f'{path}: cannot be read as an image ({exc})') from None
+    # OpenCV expands palette images to BGR(A); 16-bit PNG and TIFF keep two bytes per sample.
+    channels = 4 if mode == 'P' else bands
+    bytes_per_sample = 4 if mode in ('I', 'F') else 2 if '16' in mode else 1
+    return ImageHeader(path, height, width, channels, bytes_per_sample)
+
+
+def read_headers(paths: Sequence[Path]) -> List[ImageHeader]:
+    """read_header of every path, with a progress bar (closed before an error is reported)."""
+    with tqdm(paths, desc='Scan', unit='image') as bar:
+        return [read_header(p) for p in bar]
+
+
+def read_image(path: Path) -> np.ndarray:
+    """The image as stored (OpenCV IMREAD_UNCHANGED, as BasicSR's preparation scripts read it)."""
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise DataPrepError(f'{path}: cannot be read as an image')
+    return img
+
+
+def write_png(path: Path, img: np.ndarray, compress_level: int) -> None:
+    """Write a PNG; DataPrepError naming the file when OpenCV cannot."""
+    if not cv2.imwrite(str(path), img, [cv2.IMWRITE_PNG_COMPRESSION, compress_level]):
+        raise DataPrepError(f'{path}: could not be written')
+
+
+def common_scale_suffix(stems: Sequence[str]) -> str:
+    """'x2' when every name ends with the same EDSR scale suffix (an LR folder: 'babyx2'), else ''."""
+    suffixes = {match.group(0) if match else '' for match in map(SCALE_SUFFIX.search, stems)}
+    return suffixes.pop() if len(suffixes) == 1 else ''
+
+
+def image_keys(paths: Sequence[Path], root: Path, strip_scale_suffix: bool = True) -> List[str]:
+    """BasicSR keys (path below `root` without extension: the file stem for a flat folder), without the common
+    'x<scale>' of an LR folder so they match the HR keys."""
+    stems = [p.relative_to(root).with_suffix('').as_posix() for p in paths]
+    suffix = common_scale_suffix(stems) if strip_scale_suffix else ''
+    keys = [stem[:len(stem) - len(suffix)] for stem in stems]
+    seen = {}
+    for path, key in zip(paths, keys):
+        if key in seen:
+            raise DataPrepError(f'{seen[key].relative_to(root)} and {path.relative_to(root)} in {root} both give '
+                                f'the key {key!r}')
+        seen[key] = path
+    return keys
+
+
+def refuse_existing(output: Path, overwrite: bool, option: str = '--output') -> None:
+    """DataPrepError when `output` exists and may not be replaced."""
+    if output.exists() and not overwrite:
+        raise DataPrepError(f'{option} {output} already exists; pass --overwrite to replace it')
+
+
+@contextmanager
+def staged_output(output: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield a not-yet-existing path beside `output`; on success it replaces `output`, on failure it vanishes."""
+    refuse_existing(output, overwrite)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # Same folder as the output, so the final renames stay on one file system and are atomic.
+    staging = Path(tempfile.mkdtemp(prefix=f'.{output.name}.', suffix='.partial', dir=output.parent))
+    try:
+        target = staging / output.name
+        yield target
+        replaced = staging / 'replaced'
+        if output.exists():
+            output.rename(replaced)
+        try:
+            target.rename(output)
+        except OSError:
+            if replaced.exists():  # put the old output back before the staging folder is removed
+                replaced.rename(output)
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _init_worker() -> None:
+    """One torch thread per worker process: the pool already uses the cores."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def run_parallel(fn: Callable, items: Sequence, n_thread: int, desc: str, unit: str = 'image') -> Iterator:
+    """fn(*item) for every item, in order, over `n_thread` processes, with a progress bar."""
+    with tqdm(total=len(items), desc=desc, unit=unit) as pbar:
+        if n_thread <= 1 or len(items) <= 1:
+            for item in items:
+                result = fn(*item)
+                pbar.update(1)
+                yield result
+            return
+        with Pool(min(n_thread, len(items)), initializer=_init_worker) as pool:
+            for result in pool.imap(_Star(fn), items, chunksize=1):
+                pbar.update(1)
+                yield result
+
+
+class _Star:
+    """Picklable fn(*args) adapter for Pool.imap."""
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+
+    def __call__(self, args: tuple):
+        return self.fn(*args)
+
+
+# ---------------------------------------------------------------------------------------------------- make-lmdb
+MAKE_LMDB_HELP = ("Pack an image folder into an LMDB as BasicSR's create_lmdb.py does: PNG-encoded values, "
+                  'key = file stem, meta_info.txt beside data.mdb. For a paired set run it once for the LQ folder '
+                  'and once for the GT folder: the keys of EDSR-named LR files (babyx2.png) drop the common '
+                  "x<scale> suffix, so they match the HR keys as BasicSR's PairedImageDataset requires.")
+
+
+def _encode(path: Path, key: str, compress_level: int) -> Tuple[str, bytes, Tuple[int, int, int]]:
+    """basicsr's read_img_worker, with a named error for unreadable files."""
+    try:
+        return read_img_worker(str(path), key, compress_level)
+    except AttributeError:  # basicsr uses cv2.imread's result unchecked: None for undecodable files
+        raise DataPrepError(f'{path}: cannot be read as an image') from None
+
+
+def lmdb_map_size(headers: Sequence[ImageHeader]) -> int:
+    """An upper bound of the LMDB size: raw samples (PNG never grows them by more than ~1%) plus page slack."""
+    raw = sum(h.height * h.width * h.channels * h.bytes_per_sample for h in headers)
+    return int(raw * 1.1) + 65536 * len(headers) + (64 << 20)
+
+
+def make_lmdb(input_dir: Path, output: Path, overwrite: bool = False, compress_level: int = 1,
+              n_thread: int = 1, strip_scale_suffix: bool = True, recursive: bool = False) -> List[str]:
+    """Pack the images of `input_dir` into a BasicSR LMDB (meta_info.txt, key = file stem); returns the keys."""
+    if output.suffix != '.lmdb':
+        raise DataPrepError(f"--output {output}: an LMDB folder name must end with '.lmdb' (BasicSR requires it)")
+    refuse_existing(output, overwrite)
+    paths = list_images(input_dir, recursive=recursive)
+    keys = image_keys(paths, input_dir, strip_scale_suffix)
+    for path, key in zip(paths, keys):
+        if not VALID_KEY.match(key) or '.' in key:
+            raise DataPrepError(f'{path}: {key!r} cannot be an LMDB key: BasicSR needs ASCII names without '
+                                'spaces or dots before the extension; rename the file')
+    headers = read_headers(paths)
+    with staged_output(output, overwrite) as target:
+        maker = LmdbMaker(str(target), map_size=lmdb_map_size(headers), compress_level=compress_level)
+        try:
+            items = [(p, k, compress_level) for p, k in zip(paths, keys)]
+            for key, img_byte, shape in run_parallel(_encode, items, n_thread, desc='Write LMDB'):
+                maker.put(img_byte.tobytes(), key, shape)
+        finally:
+            maker.close()
+    return keys
+
+
+def make_lmdb_main(argv: List[str], prog: str) -> int:
+    """`make-lmdb`: pack an image folder into a BasicSR LMDB."""
+    parser = command_parser(prog, MAKE_LMDB_HELP, 'folder of images (not searched recursively)',
+                            'LMDB folder to create, ending with .lmdb', compress_level=1)
+    parser.add_argument('--keep-names', action='store_true',
+                        help='use file stems as keys even when they all end with x2/x3/x4/x8')
+    parser.add_argument('--recursive', action='store_true',
+                        help="also pack images in sub-folders; their keys keep the folder ('LOL/1' for LOL/1.png), "
+                             'so a folder of links to several sets becomes one LMDB')
+    args = parser.parse_args(argv)
+    return _report(lambda: make_lmdb(args.input, args.output, args.overwrite, args.compress_level, args.n_thread,
+                                     not args.keep_names, args.recursive),
+                   lambda keys: f'{prog}: wrote {len(keys)} images to {args.output} (keys {keys[0]} ... {keys[-1]}, '
+                                'meta_info.txt)', prog)
+
+
+# ------------------------------------------------------------------------------------------------------ make-lr
+MAKE_LR_HELP = ("Downscale every HR image with MATLAB's bicubic imresize (bit-exact), after cropping it to a "
+                'multiple of the scale as BasicSR does; LR files are named <name>x<scale>.png (EDSR/BasicSR '
+                'naming). 8- and 16-bit images keep their bit depth and channels.')
+
+
+def _resize_axis(img: np.ndarray, axis: int, scale: int) -> np.ndarray:
+    """MATLAB's bicubic (antialiased) 1/scale resize along one axis, in float64, with symmetric borders."""
+    length = img.shape[axis]
+    weights, indices, pad_start, pad_end = calculate_weights_indices(length, math.ceil(length / scale), 1 / scale,
+                                                                     'cubic', 4, True)
+    if max(pad_start, pad_end) > length:
+        raise ValueError(f'{length} pixels are too few to downscale by {scale}')
+    x = np.moveaxis(img, axis, 0).astype(np.float64)
+    padded = np.concatenate([x[:pad_start][::-1], x, x[length - pad_end:][::-1]])
+    first = indices[:, 0].long().numpy()
+    broadcast = (-1,) + (1,) * (x.ndim - 1)
+    out = sum(w.reshape(broadcast) * padded[first + k] for k, w in enumerate(weights.double().numpy().T))
+    return np.moveaxis(out, 0, axis)
+
+
+def bicubic_downscale(img: np.ndarray, scale: int) -> np.ndarray:
+    """MATLAB imresize(img, 1/scale, 'bicubic') of an 8/16-bit image, mod-cropped first: bit-exact to MATLAB."""
+    if img.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f'only 8- and 16-bit images can be downscaled, not {img.dtype}')
+    peak = np.iinfo(img.dtype).max
+
+    def to_int(x: np.ndarray) -> np.ndarray:
+        # MATLAB rounds halves away from zero (np.round would round them to even).
+        return np.clip(np.floor(x + 0.5), 0, peak)
+
+    # MATLAB resizes rows, then columns, and stores the intermediate in the input's integer class; basicsr's
+    # imresize keeps it in float, which differs from MATLAB's LR files by up to 2 levels in ~12% of pixels.
+    rows = to_int(_resize_axis(mod_crop(img, scale), 0, scale))
+    return to_int(_resize_axis(rows, 1, scale)).astype(img.dtype)
+
+
+def _downscale_file(path: Path, lr_path: Path, hr_path: Optional[Path], scale: int) -> None:
+    """Write the LR image of one HR file (and its mod-cropped HR when hr_path is given)."""
+    img = read_image(path)
+    try:
+        lr = bicubic_downscale(img, scale)
+    except ValueError as exc:
+        raise DataPrepError(f'{path}: {exc}') from None
+    write_png(lr_path, lr, 3)
+    if hr_path is not None:
+        write_png(hr_path, mod_crop(img, scale), 3)
+
+
+def make_lr(input_dir: Path, output: Path, scale: int, overwrite: bool = False, n_thread: int = 1,
+            hr_output: Optional[Path] = None) -> int:
+    """MATLAB-bicubic LR images '<stem>x<scale>.png' of every HR image; returns how many were written."""
+    if scale < 2:
+        raise DataPrepError(f'--scale {scale}: must be an integer of at least 2')
+    refuse_existing(output, overwrite)
+    if hr_output is not None:
+        refuse_existing(hr_output, overwrite, '--hr-output')
+    paths = list_images(input_dir)
+    for header in read_headers(paths):
+        if header.height < scale or header.width < scale:
+            raise DataPrepError(f'{header.path}: {header.width}x{header.height} is smaller than --scale {scale}')
+    with staged_output(output, overwrite) as lr_dir, \
+            _optional_stage(hr_output, overwrite) as hr_dir:
+        lr_dir.mkdir()
+        if hr_dir is not None:
+            hr_dir.mkdir()
+        items = [(p, lr_dir / f'{p.stem}x{scale}.png', hr_dir / f'{p.stem}.png' if hr_dir else None, scale)
+                 for p in paths]
+        for _ in run_parallel(_downscale_file, items, n_thread, desc=f'Bicubic x{scale}'):
+            pass
+    return len(paths)
+
+
+@contextmanager
+def _optional_stage(output: Optional[Path], overwrite: bool) -> Iterator[Optional[Path]]:
+    """staged_output for an optional output; yields None when there is none."""
+    if output is None:
+        yield None
+        return
+    with staged_output(output, overwrite) as target:
+        yield target
+
+
+def make_lr_main(argv: List[str], prog: str) -> int:
+    """`make-lr`: MATLAB-style bicubic downscaling of an HR folder."""
+    parser = command_parser(prog, MAKE_LR_HELP, 'folder of HR images', 'folder to create for the LR images')
+    parser.add_argument('--scale', required=True, type=int, help='downscaling factor, e.g. 2, 3 or 4')
+    parser.add_argument('--hr-output', type=Path,
+                        help='also write the HR images cropped to a multiple of the scale here, so that pairs '
+                             'fit exactly (BasicSR refuses GT sizes that are not scale x LQ size in training)')
+    args = parser.parse_args(argv)
+    return _report(lambda: make_lr(args.input, args.output, args.scale, args.overwrite, args.n_thread,
+                                   args.hr_output),
+                   lambda n: f'{prog}: wrote {n} LR images x{args.scale} to {args.output}', prog)
+
+
+# ------------------------------------------------------------------------------------------- extract-subimages
+EXTRACT_SUBIMAGES_HELP = ("Crop large training images into overlapping sub-images, as BasicSR's "
+                          'scripts/data_preparation/extract_subimages.py does for DIV2K (faster loading in '
+                          'training). Sub-images are named <name>_s001.png, ...; EDSR-named LR files (0001x2.png) '
+                          'lose their x<scale> so LR and HR sub-images share names. DIV2K: HR --crop-size 480 '
+                          '--step 240; LR X2 240/120, X3 160/80, X4 120/60.')
+
+
+def crop_starts(length: int, crop_size: int, step: int, thresh_size: int) -> List[int]:
+    """Crop offsets along one axis as BasicSR's extract_subimages.py: every `step`, plus a last flush crop when
+    more than `thresh_size` pixels would be left over."""
+    starts = list(range(0, length - crop_size + 1, step))
+    if length - (starts[-1] + crop_size) > thresh_size:
+        starts.append(length - crop_size)
+    return starts
+
+
+def _extract_file(path: Path, out_dir: Path, name: str, crop_size: int, step: int, thresh_size: int,
+                  compress_level: int) -> int:
+    """Write the sub-images '<name>_s001.png', ... of one image; returns how many."""
+    img = read_image(path)
+    index = 0
+    for top in crop_starts(img.shape[0], crop_size, step, thresh_size):
+        for left in crop_starts(img.shape[1], crop_size, step, thresh_size):
+            index += 1
+            crop = np.ascontiguousarray(img[top:top + crop_size, left:left + crop_size, ...])
+            write_png(out_dir / f'{name}_s{index:03d}.png', crop, compress_level)
+    return index
+
+
+def extract_subimages(input_dir: Path, output: Path, crop_size: int = 480, step: int = 240, thresh_size: int = 0,
+                      overwrite: bool = False, n_thread: int = 1, compress_level: int = 3) -> int:
+    """Crop every image into overlapping `crop_size` squares (BasicSR's DIV2K recipe); returns how many."""
+    for option, value in (('--crop-size', crop_size), ('--step', step)):
+        if value < 1:
+            raise DataPrepError(f'{option} {value}: must be positive')
+    if thresh_size < 0:
+        raise DataPrepError(f'--thresh-size {thresh_size}: must not be negative')
+    refuse_existing(output, overwrite)
+    paths = list_images(input_dir)
+    for header in read_headers(paths):
+        if header.height < crop_size or header.width < crop_size:
+            raise DataPrepError(f'{header.path}: {header.width}x{header.height} is smaller than '
+                                f'--crop-size {crop_size}')
+    # As BasicSR's script, LR names lose their x<scale> so LR and HR sub-images share names (and LMDB keys).
+    names = image_keys(paths, input_dir)
+    with staged_output(output, overwrite) as out_dir:
+        out_dir.mkdir()
+        items = [(p, out_dir, n, crop_size, step, thresh_size, compress_level) for p, n in zip(paths, names)]
+        return sum(run_parallel(_extract_file, items, n_thread, desc='Extract'))
+
+
+def extract_subimages_main(argv: List[str], prog: str) -> int:
+    """`extract-subimages`: crop DIV2K-style images into overlapping sub-images."""
+    parser = command_parser(prog, EXTRACT_SUBIMAGES_HELP, 'folder of images', 'folder to create for the sub-images',
+                            compress_level=3)
+    parser.add_argument('--crop-size', type=int, default=480, help='side of the square crops (default: 480)')
+    parser.add_argument('--step', type=int, default=240, help='stride between crops (default: 240)')
+    parser.add_argument('--thresh-size', type=int, default=0,
+                        help='add a last crop flush with the border when more than this many pixels would be '
+                             'left over (default: 0)')
+    args = parser.parse_args(argv)
+    return _report(lambda: extract_subimages(args.input, args.output, args.crop_size, args.step, args.thresh_size,
+                                             args.overwrite, args.n_thread, args.compress_level),
+                   lambda n: f'{prog}: wrote {n} sub-images to {args.output}', prog)
+
+
+# ------------------------------------------------------------------------------------------ command-line helpers
+def command_parser(prog: str, description: str, input_help: str, output_help: str,
+                   compress_level: Optional[int] = None) -> argparse.ArgumentParser:
+    """Parser with the options every data preparation command shares."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument('--input', required=True, type=Path, help=input_help)
+    parser.add_argument('--output', required=True, type=Path, help=output_help)
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace existing outputs (the old ones stay until the new ones are complete)')
+    parser.add_argument('--n-thread', type=int, default=4, help='worker processes (default: 4)')
+    if compress_level is not None:
+        parser.add_argument('--compress-level', type=int, default=compress_level, choices=range(10), metavar='0-9',
+                            help=f'PNG compression level of the written images (default: {compress_level}, as '
+                                 'BasicSR)')
+    return parser
+
+
+def _report(job: Callable, summary: Callable, prog: str) -> int:
+    """Run a command's job: print its summary, or its DataPrepError as one line on stderr (exit status 1)."""
+    try:
+        result = job()
+    except DataPrepError as exc:
+        print(f'{prog}: error: {exc}', file=sys.stderr)
+        return 1
+    print(summary(result))
+    return 0
