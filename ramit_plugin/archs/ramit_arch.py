@@ -315,7 +315,7 @@ class SPSA(nn.Module):
         self.proj = nn.Conv2d(num_heads * head_dim, num_heads * head_dim, 1)
         self.proj_drop = nn.Dropout(proj_drop)
         # Plain attributes, not buffers: checkpoints keep exactly the authors' keys.
-        self._bias_cache: Optional[Tuple[tuple, Tensor]] = None
+        self._bias_cache: Optional[Tuple[Tensor, Tensor]] = None  # (table snapshot, bias)
         self._index_cache: Dict[tuple, Tuple[Tensor, Tensor, Tensor]] = {}
 
     def relative_position_bias(self) -> Tensor:
@@ -325,22 +325,27 @@ class SPSA(nn.Module):
         return bias.view(n, n, self.num_heads).permute(2, 0, 1)
 
     def train(self, mode: bool = True) -> 'SPSA':
+        """Switch mode and drop the eval-time bias cache."""
         self._bias_cache = None
         return super().train(mode)
 
     def _cached_bias(self) -> Tensor:
-        """relative_position_bias(), contiguous, reused while the table is unchanged (eval without grad).
+        """[1, L, ws^2, ws^2] bias, reused while the table is unchanged (eval without grad).
 
-        The key holds the table's version counter, storage and dtype, so optimiser steps, load_state_dict
-        (in-place copy) and .to()/.half() all invalidate it.
+        4-D on purpose: with a 3-D mask the CPU dispatcher of scaled_dot_product_attention falls back
+        from its flash kernel to the (4x slower) math kernel. The cache is keyed on a copy of the small
+        table ((2ws-1)^2 x L values), so optimiser steps, load_state_dict, writes through ``.data`` and
+        .to()/.half() all invalidate it.
         """
         table = self.relative_position_bias_table
         if self.training or _tracing() or (torch.is_grad_enabled() and table.requires_grad):
-            return self.relative_position_bias()
-        key = (table._version, table.data_ptr(), table.dtype, table.device)
-        if self._bias_cache is None or self._bias_cache[0] != key:
-            self._bias_cache = (key, self.relative_position_bias().contiguous())
-        return self._bias_cache[1]
+            return self.relative_position_bias().unsqueeze(0)
+        cached = self._bias_cache
+        if (cached is None or cached[0].device != table.device or cached[0].dtype != table.dtype
+                or not torch.equal(cached[0], table)):
+            cached = self._bias_cache = (table.detach().clone(),
+                                         self.relative_position_bias().detach().unsqueeze(0).contiguous())
+        return cached[1]
 
     def _indices(self, h: int, w: int, total_heads: int, device: torch.device) -> Tuple[Tensor, Tensor, Tensor]:
         """Gather indices (pixels to window tokens, qkv rows to windows, window rows back to pixels)."""
@@ -428,7 +433,9 @@ class CHSA(nn.Module):
         """Fast path. qkv: [B, H*W, L_ch, 3c] (pixel-major view); returns [B, L_ch*c, H, W] channels-last.
 
         Plain matmuls on the pixel-major views, not scaled_dot_product_attention: with H*W as head dim
-        SDPA was 2-3x slower here (it copies to a contiguous layout first).
+        SDPA was 2-3x slower here (it copies to a contiguous layout first). The cosine normalisation is
+        applied to the c x c Gram matrix, with the norms from the diagonals of q^T q and k^T k: BLAS sums
+        over H*W accurately, while a norm reduction along the strided pixel axis lost up to 4e-5.
         """
         b, hw, heads, c3 = qkv.shape
         c = c3 // 3
@@ -436,7 +443,10 @@ class CHSA(nn.Module):
         if sp_helper is not None:
             v = v * sp_helper.mean(dim=1).reshape(b, 1, hw, 1)
         scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp()
-        logits = (q * _unit_norm(q, -2)).transpose(-2, -1) @ (k * _unit_norm(k, -2)) * scale
+        qt, kt = q.transpose(-2, -1), k.transpose(-2, -1)
+        q_norm = (qt @ q).diagonal(dim1=-2, dim2=-1).sqrt().clamp_min(1e-12)
+        k_norm = (kt @ k).diagonal(dim1=-2, dim2=-1).sqrt().clamp_min(1e-12)
+        logits = (qt @ k) / (q_norm[..., :, None] * k_norm[..., None, :]) * scale
         attn = self.attn_drop(logits.softmax(dim=-1))
         out = v @ attn.transpose(-2, -1)  # [B, L, HW, c]
         out = out.permute(0, 2, 1, 3).reshape(b, h, w, heads * c).permute(0, 3, 1, 2)

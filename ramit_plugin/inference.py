@@ -1,0 +1,267 @@
+"""Inference on users' images: a network from a checkpoint, tiled forward passes, image reading and writing.
+
+Every forward pass (whole image or tile) follows the paper's evaluation protocol: symmetric padding to a
+multiple of 32, then the output is cropped back (``ramit_plugin.protocol``).
+"""
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+import torch
+
+from .archs.ramit_arch import RAMiT
+from .checkpoint import infer_architecture, load_checkpoint, read_state_dict
+from .hub import PublishedModel
+from .protocol import protocol_forward
+
+Tensor = torch.Tensor
+# OpenCV's RGB -> gray weights (COLOR_RGB2GRAY), as the gray denoising models were trained with.
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def build_network(checkpoint: os.PathLike, variant: Optional[str] = None, task: Optional[str] = None,
+                  scale: Optional[int] = None, published: Optional[PublishedModel] = None,
+                  fast: Optional[bool] = None) -> RAMiT:
+    """RAMiT in eval mode with ``checkpoint`` loaded; variant/task/scale come from its shapes unless given.
+
+    Raises ValueError (one line) when a flag contradicts the checkpoint, or when the task of a 3-channel
+    scale-1 checkpoint (denoising, low-light, deraining: same shapes) is neither given nor known from a
+    published file name.
+    """
+    sd = read_state_dict(checkpoint)
+    arch = infer_architecture(sd)
+    name = os.fspath(checkpoint)
+    if arch['variant'] is None:
+        raise ValueError(f'{name}: not one of the published RAMiT variants (dim {arch["dim"]}, depths '
+                         f'{arch["depths"]}); build it with RAMiT(...) and load_checkpoint in Python')
+    if variant is not None and variant != arch['variant']:
+        raise ValueError(f'{name}: --variant {variant} contradicts the checkpoint, which is {arch["variant"]}')
+    if scale is not None and scale != arch['upscale']:
+        raise ValueError(f'{name}: --scale {scale} contradicts the checkpoint, which is x{arch["upscale"]}')
+    if task is not None and task not in arch['tasks']:
+        raise ValueError(f'{name}: --task {task} contradicts the checkpoint, which fits task(s) '
+                         f'{"/".join(arch["tasks"])}')
+    if task is None:
+        if published is not None and published.task in arch['tasks']:
+            task = published.task
+        elif len(arch['tasks']) == 1:
+            task = arch['tasks'][0]
+        else:
+            raise ValueError(f'{name}: a {arch["variant"]} scale-1 checkpoint can be any of '
+                             f'{"/".join(arch["tasks"])} (same shapes); give --task')
+    net = RAMiT(arch['variant'], task, arch['upscale'], fast=fast)
+    load_checkpoint(net, sd)
+    return net.eval()
+
+
+def tile_starts(size: int, tile: int, overlap: int) -> List[int]:
+    """Start offsets of tiles covering [0, size): stride tile - overlap, the last tile flush with the end."""
+    if size <= tile:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, size - tile, stride))
+    return starts + [size - tile]
+
+
+def _ramp(length: int, lead: int, trail: int) -> Tensor:
+    """1-D blending weights over the ``lead``/``trail`` pixels shared with neighbours, else 1.
+
+    In a shared band of width L the weight is 0 over its outer quarter (a tile's edge pixels, which saw
+    padding instead of image), rises linearly over the middle half and is 1 over the inner quarter; the
+    neighbour's weight is the mirror image, so the two sum to 1.
+    """
+    w = torch.ones(length)
+    pos = torch.arange(length, dtype=torch.float32) + 0.5
+    if lead:
+        w = torch.minimum(w, ((pos - lead / 4) / (lead / 2)).clamp(0, 1))
+    if trail:
+        w = torch.minimum(w, ((length - pos - trail / 4) / (trail / 2)).clamp(0, 1))
+    return w
+
+
+def tiled_forward(net: torch.nn.Module, img: Tensor, tile: int, overlap: int, batch: int = 1) -> Tensor:
+    """Output of ``net`` on [1, C, H, W] ``img`` computed in tiles of ``tile`` pixels, blended over ``overlap``.
+
+    Tiles are run ``batch`` at a time, each through the evaluation protocol; outputs are accumulated with
+    cross-fades (``_ramp``) on the CPU, so memory is bounded by the tile size plus the output image.
+    """
+    if overlap < 0 or tile <= 0 or overlap >= tile:
+        raise ValueError(f'--tile {tile} --tile-overlap {overlap}: need tile > overlap >= 0')
+    _, c, h, w = img.shape
+    s = getattr(net, 'upscale', 1)
+    ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
+    out = torch.zeros(c, h * s, w * s)
+    weight = torch.zeros(1, h * s, w * s)
+    boxes = [(y, x) for y in ys for x in xs]
+    for i in range(0, len(boxes), batch):
+        group = boxes[i:i + batch]
+        th, tw = min(tile, h), min(tile, w)
+        patches = torch.cat([img[:, :, y:y + th, x:x + tw] for y, x in group])
+        with torch.no_grad():
+            results = protocol_forward(net, patches).float().cpu()
+        for (y, x), res in zip(group, results):
+            # Ramps only where a neighbour tile overlaps this one; the overlap widths follow the actual starts.
+            lead_y = (ys[ys.index(y) - 1] + th - y) * s if y > 0 else 0
+            trail_y = (y + th - ys[ys.index(y) + 1]) * s if y != ys[-1] else 0
+            lead_x = (xs[xs.index(x) - 1] + tw - x) * s if x > 0 else 0
+            trail_x = (x + tw - xs[xs.index(x) + 1]) * s if x != xs[-1] else 0
+            wt = _ramp(th * s, lead_y, trail_y)[:, None] * _ramp(tw * s, lead_x, trail_x)[None, :]
+            out[:, y * s:(y + th) * s, x * s:(x + tw) * s] += res * wt
+            weight[:, y * s:(y + th) * s, x * s:(x + tw) * s] += wt
+    return out.div_(weight).unsqueeze(0)
+
+
+def limit_heap_retention(threshold: int = 1 << 20) -> bool:
+    """Make glibc hand large freed blocks back to the OS at once (mallopt M_MMAP_THRESHOLD); False elsewhere.
+
+    Tiled runs allocate and free the same big activations for every tile; with glibc's default adaptive
+    threshold they end up on the heap and stay resident (measured: 210 MB more resident after one 256x256
+    RAMiT-1 pass, 70 MB higher peak), which counts against a bounded-memory run.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
+        return bool(libc.mallopt(-3, threshold))  # -3 = M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False
+
+
+def restore(net: torch.nn.Module, batch: Tensor, tile: Optional[int] = None, overlap: int = 16,
+            tile_batch: int = 1) -> Tensor:
+    """Restore [B, C, H, W] images in [0, 1] (on the network's device/dtype); float32 CPU output, not clamped."""
+    if tile is not None and (batch.shape[-2] > tile or batch.shape[-1] > tile):
+        outs = [tiled_forward(net, img[None], tile, overlap, tile_batch) for img in batch]
+        return outs[0] if len(outs) == 1 else torch.cat(outs)  # no copy of a large single output
+    with torch.no_grad():
+        return protocol_forward(net, batch).float().cpu()
+
+
+# --------------------------------------------------------------------------------------------------
+# Images
+# --------------------------------------------------------------------------------------------------
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp', '.webp')
+
+
+@dataclass
+class LoadedImage:
+    """An image as the network sees it, plus what is needed to write it back the same way."""
+
+    rgb: np.ndarray            # float32 [H, W, C] in [0, 1], C = 3 (RGB) or 1
+    alpha: Optional[np.ndarray]  # float32 [H, W] in [0, 1], or None
+    max_value: int             # 255 or 65535: the bit depth to write back
+    gray: bool                 # the file was single-channel
+
+
+def read_image(path: os.PathLike) -> LoadedImage:
+    """Read an 8/16-bit gray, colour or RGBA image; ValueError (one line) if unreadable or unsupported."""
+    data = np.fromfile(os.fspath(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None:
+        raise ValueError(f'{path}: cannot read image (corrupt file or unsupported format)')
+    if img.dtype == np.uint8:
+        max_value = 255
+    elif img.dtype == np.uint16:
+        max_value = 65535
+    else:
+        raise ValueError(f'{path}: {img.dtype} images are not supported (only 8- and 16-bit)')
+    img = img.astype(np.float32) / max_value
+    if img.ndim == 2:
+        img = img[:, :, None]
+    alpha = None
+    if img.shape[2] == 4:
+        alpha = img[:, :, 3]
+        img = img[:, :, :3]
+    if img.shape[2] == 3:
+        img = img[:, :, ::-1]  # OpenCV's BGR -> RGB
+    elif img.shape[2] != 1:
+        raise ValueError(f'{path}: images with {img.shape[2]} channels are not supported')
+    return LoadedImage(np.ascontiguousarray(img), alpha, max_value, img.shape[2] == 1)
+
+
+def to_network_channels(rgb: np.ndarray, in_chans: int) -> np.ndarray:
+    """Gray into a colour network: replicated; colour into a gray network: OpenCV's gray weights."""
+    if rgb.shape[2] == in_chans:
+        return rgb
+    if in_chans == 3:
+        return np.repeat(rgb, 3, axis=2)
+    return (rgb @ np.asarray(GRAY_WEIGHTS, dtype=np.float32))[:, :, None]
+
+
+def from_network_channels(out: np.ndarray, gray: bool) -> np.ndarray:
+    """Back to the file's layout: a gray input gets a gray output (OpenCV weights) from a colour network."""
+    if gray and out.shape[2] == 3:
+        return (out @ np.asarray(GRAY_WEIGHTS, dtype=np.float32))[:, :, None]
+    return out
+
+
+def upscale_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
+    """Alpha resized by bicubic interpolation (clamped), as the network does not see it."""
+    if scale == 1:
+        return alpha
+    h, w = alpha.shape
+    return np.clip(cv2.resize(alpha, (w * scale, h * scale), interpolation=cv2.INTER_CUBIC), 0, 1)
+
+
+def encode_image(rgb: np.ndarray, alpha: Optional[np.ndarray], max_value: int) -> bytes:
+    """PNG bytes of float [H, W, C] RGB/gray (+ alpha) in [0, 1], quantised to the original bit depth.
+
+    ``rgb`` is clipped and scaled in place (outputs of tiled runs are hundreds of MB; no float copy).
+    """
+    img = rgb[:, :, ::-1] if rgb.shape[2] == 3 else rgb
+    if alpha is not None:
+        img = np.concatenate([img, alpha[:, :, None]], axis=2)
+    dtype = np.uint8 if max_value == 255 else np.uint16
+    np.clip(img, 0, 1, out=img)
+    img *= max_value
+    img = np.rint(img, out=img).astype(dtype)
+    ok, buf = cv2.imencode('.png', np.ascontiguousarray(img))
+    if not ok:
+        raise ValueError('PNG encoding failed')
+    return buf.tobytes()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.part', dir=path.parent)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def output_name(stem: str, net: RAMiT) -> str:
+    """'<stem>_RAMiT_x2.png' for SR, '<stem>_RAMiT_<task>.png' (dn, graydn, lle, dr) otherwise."""
+    tag = f'x{net.upscale}' if net.task == 'sr' else net.task
+    return f'{stem}_RAMiT_{tag}.png'
+
+
+def expand_inputs(inputs: Sequence[str]) -> Tuple[List[Path], List[str]]:
+    """Image files named by files, folders (non-recursive, image suffixes) and globs; plus unmatched specs."""
+    import glob
+
+    files: List[Path] = []
+    missing: List[str] = []
+    for spec in inputs:
+        path = Path(spec)
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            files.append(path)
+        else:
+            matches = sorted(Path(m) for m in glob.glob(spec) if Path(m).is_file())
+            if matches:
+                files += matches
+            else:
+                missing.append(spec)
+    unique = list(dict.fromkeys(files))
+    return unique, missing
+

@@ -1,0 +1,35 @@
+"""`ramit export`: ONNX with dynamic batch/height/width equals PyTorch (1e-4), sizes not multiples of 32."""
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from ramit_plugin.cli.export import main
+from ramit_plugin.inference import build_network
+
+
+def test_export_and_verify(reference_dir, tmp_path, capsys):
+    weights = reference_dir / 'weights' / 'RAMiT-slimLLE_LLE.pth'  # the smallest published model
+    out = tmp_path / 'slim.onnx'
+    assert main(['--weights', str(weights), '--onnx', str(out)]) == 0
+    text = capsys.readouterr().out
+    assert 'RAMiT-slimLLE low-light enhancement (3 channels) -> ' in text and '(ok, tolerance 0.0001)' in text
+    reported = float(text.split('max |diff| = ')[1].split()[0])
+    assert reported <= 1e-4
+    # Independently: one more size, checked here against the reference path.
+    session = ort.InferenceSession(str(out), providers=['CPUExecutionProvider'])
+    x = torch.rand(1, 3, 27, 38, generator=torch.Generator().manual_seed(5))
+    net = build_network(weights, task='lle').set_fast(False)
+    with torch.no_grad():
+        ref = net(x).numpy()
+    got = session.run(None, {'input': x.numpy()})[0]
+    assert got.shape == (1, 3, 27, 38)
+    assert np.abs(got - ref).max() < 1e-4
+    assert [p.name for p in tmp_path.iterdir()] == ['slim.onnx']
+
+
+def test_export_errors(reference_dir, tmp_path, capsys):
+    weights = reference_dir / 'weights' / 'RAMiT-slimSR_X2.pth'
+    assert main(['--weights', str(weights), '--onnx', str(tmp_path / 'no' / 'x.onnx')]) == 2
+    assert 'does not exist' in capsys.readouterr().err
+    assert main(['--weights', str(weights), '--scale', '4', '--onnx', str(tmp_path / 'x.onnx')]) == 2
+    assert '--scale 4 contradicts the checkpoint, which is x2' in capsys.readouterr().err

@@ -1,0 +1,127 @@
+"""`ramit infer` on users' images: formats, bit depths, alpha, gray, corrupt files, overwrite, option errors."""
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from ramit_plugin.cli.infer import main
+from ramit_plugin.inference import build_network, read_image, restore, upscale_alpha
+
+
+def smooth(h, w, c, seed, dtype=np.uint8):
+    """A smooth random image (upscaled noise) of the given dtype."""
+    top = 255 if dtype == np.uint8 else 65535
+    small = np.random.default_rng(seed).uniform(0, top, (4, 4, c)).astype(np.float32)
+    img = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    return np.clip(img, 0, top).astype(dtype).reshape(h, w, c)
+
+
+@pytest.fixture
+def weights(reference_dir):
+    return reference_dir / 'weights' / 'RAMiT-slimSR_X2.pth'
+
+
+def test_folder_mixing_formats(weights, tmp_path):
+    src = tmp_path / 'in'
+    src.mkdir()
+    cv2.imwrite(str(src / 'colour.png'), smooth(20, 28, 3, 0))
+    cv2.imwrite(str(src / 'photo.jpg'), smooth(21, 19, 3, 1))
+    cv2.imwrite(str(src / 'gray.png'), smooth(18, 22, 1, 2)[:, :, 0])
+    rgba = np.concatenate([smooth(20, 24, 3, 3), smooth(20, 24, 1, 4)], axis=2)
+    cv2.imwrite(str(src / 'rgba.png'), rgba)
+    cv2.imwrite(str(src / 'deep.tif'), smooth(17, 23, 3, 5, np.uint16))
+    (src / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n this is not an image')
+    (src / 'notes.txt').write_text('ignored: not an image suffix')
+    out = tmp_path / 'out'
+    cmd = [sys.executable, '-m', 'ramit_plugin.cli.main', 'infer', '-i', str(src), '-o', str(out),
+           '--weights', str(weights)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert 'broken.png: cannot read image (corrupt file or unsupported format); skipped' in proc.stderr
+    assert '5 of 6 image(s) written' in proc.stdout and 'failed: broken.png' in proc.stdout
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f'{n}_RAMiT_x2.png' for n in ('colour', 'photo', 'gray', 'rgba', 'deep'))
+
+    def written(name):
+        return cv2.imread(str(out / f'{name}_RAMiT_x2.png'), cv2.IMREAD_UNCHANGED)
+
+    assert written('colour').shape == (40, 56, 3) and written('colour').dtype == np.uint8
+    assert written('photo').shape == (42, 38, 3)
+    assert written('gray').shape == (36, 44) and written('gray').dtype == np.uint8
+    assert written('deep').shape == (34, 46, 3) and written('deep').dtype == np.uint16
+    got = written('rgba')
+    assert got.shape == (40, 48, 4)
+    alpha = upscale_alpha(rgba[:, :, 3].astype(np.float32) / 255, 2)
+    assert np.array_equal(got[:, :, 3], np.round(alpha * 255).astype(np.uint8))
+
+    # The colour result is the network's protocol output, quantised (BGR on disk).
+    net = build_network(weights)
+    x = torch.from_numpy(read_image(src / 'colour.png').rgb).permute(2, 0, 1)[None]
+    expected = np.round(restore(net, x)[0].clamp(0, 1).permute(1, 2, 0).numpy()[:, :, ::-1] * 255)
+    assert np.abs(written('colour').astype(np.float64) - expected).max() <= 1
+    # 16-bit output keeps its precision: not a multiple of 257 everywhere as an 8-bit round trip would be.
+    assert np.any(written('deep') % 257)
+
+    # A second run skips existing outputs unless --overwrite.
+    before = (out / 'colour_RAMiT_x2.png').stat().st_mtime_ns
+    assert main(['-i', str(src / 'colour.png'), '-o', str(out), '--weights', str(weights)]) == 0
+    assert (out / 'colour_RAMiT_x2.png').stat().st_mtime_ns == before
+    assert main(['-i', str(src / 'colour.png'), '-o', str(out), '--weights', str(weights), '--overwrite']) == 0
+    assert (out / 'colour_RAMiT_x2.png').stat().st_mtime_ns != before
+    assert not [p for p in out.iterdir() if p.name.startswith('.')]  # no temporary files left
+
+
+def test_glob_batch_and_tiles(weights, tmp_path):
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f'img{i}.png'), smooth(24, 40, 3, 10 + i))
+    assert main(['-i', str(tmp_path / 'img*.png'), '-o', str(tmp_path / 'a'), '--weights', str(weights),
+                 '--batch', '2']) == 0
+    assert main(['-i', str(tmp_path / 'img0.png'), '-o', str(tmp_path / 'b'), '--weights', str(weights),
+                 '--tile', '16', '--tile-overlap', '4', '--batch', '3']) == 0
+    batched = cv2.imread(str(tmp_path / 'a' / 'img0_RAMiT_x2.png'))
+    single = cv2.imread(str(tmp_path / 'b' / 'img0_RAMiT_x2.png'))
+    assert batched.shape == single.shape == (48, 80, 3)
+    assert len(list((tmp_path / 'a').iterdir())) == 3
+
+
+def test_gray_network_and_task_naming(reference_dir, tmp_path, capsys):
+    """A scale-1 checkpoint copied under another name needs --task; the published name tells it."""
+    own = tmp_path / 'mine.pth'
+    shutil.copy(reference_dir / 'weights' / 'RAMiT-1_CDN.pth', own)
+    cv2.imwrite(str(tmp_path / 'x.png'), smooth(16, 16, 3, 7))
+    assert main(['-i', str(tmp_path / 'x.png'), '-o', str(tmp_path / 'o'), '--weights', str(own)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().endswith('a RAMiT-1 scale-1 checkpoint can be any of dn/lle/dr (same shapes); give --task')
+    assert len(err.strip().splitlines()) == 1
+    assert main(['-i', str(tmp_path / 'x.png'), '-o', str(tmp_path / 'o'), '--weights', str(own),
+                 '--task', 'lle']) == 0
+    assert (tmp_path / 'o' / 'x_RAMiT_lle.png').is_file()
+    assert main(['-i', str(tmp_path / 'x.png'), '-o', str(tmp_path / 'o'),
+                 '--weights', str(reference_dir / 'weights' / 'RAMiT-1_CDN.pth')]) == 0
+    assert (tmp_path / 'o' / 'x_RAMiT_dn.png').is_file()
+
+
+@pytest.mark.parametrize('flags,message', [
+    (['--scale', '3'], '--scale 3 contradicts the checkpoint, which is x2'),
+    (['--variant', 'RAMiT-1'], '--variant RAMiT-1 contradicts the checkpoint, which is RAMiT-slimSR'),
+    (['--task', 'dn'], '--task dn contradicts the checkpoint, which fits task(s) sr'),
+    (['--half', '--device', 'cpu'], '--half needs a CUDA device'),
+    (['--tile', '16', '--tile-overlap', '16'], 'need --batch >= 1 and --tile > --tile-overlap >= 0'),
+])
+def test_option_errors_are_one_line(weights, tmp_path, capsys, flags, message):
+    cv2.imwrite(str(tmp_path / 'x.png'), smooth(8, 8, 3, 0))
+    assert main(['-i', str(tmp_path / 'x.png'), '-o', str(tmp_path / 'o'), '--weights', str(weights)] + flags) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_missing_input_is_reported(weights, tmp_path, capsys):
+    cv2.imwrite(str(tmp_path / 'x.png'), smooth(8, 8, 3, 0))
+    assert main(['-i', str(tmp_path / 'x.png'), str(tmp_path / 'nope*.png'), '-o', str(tmp_path / 'o'),
+                 '--weights', str(weights)]) == 1
+    assert f'{tmp_path / "nope*.png"}: no such file, folder or matching images' in capsys.readouterr().err
+    assert (tmp_path / 'o' / 'x_RAMiT_x2.png').is_file()

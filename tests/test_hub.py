@@ -1,0 +1,120 @@
+"""Published checkpoints by name: download from a local HTTP server, verify git blob ids, cache, reject bad files."""
+import http.server
+import threading
+from pathlib import Path
+
+import pytest
+
+from ramit_plugin import hub
+
+GOOD = 'RAMiT-slimLLE_LLE'     # served as published
+CORRUPT = 'RAMiT-slimSR_X2'    # served with one byte changed
+TRUNCATED = 'RAMiT-slimSR_X3'  # Content-Length announces more than is sent, then the connection closes
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    """Serves ../shared weights under /pretrained/<file>, with a corrupted and an interrupted one."""
+
+    weights: Path = Path()
+    requests: list = []
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        name = self.path.rsplit('/', 1)[-1]
+        Handler.requests.append(name)
+        path = self.weights / name
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        if name == f'{CORRUPT}.pth':
+            data = data[:100] + bytes([data[100] ^ 1]) + data[101:]
+        self.send_response(200)
+        self.send_header('Content-Length', str(len(data)))
+        self.end_headers()
+        if name == f'{TRUNCATED}.pth':
+            self.wfile.write(data[:len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server(reference_dir, tmp_path, monkeypatch):
+    """A 127.0.0.1 server on an ephemeral port; RAMIT_URL_BASE and RAMIT_CACHE point at it and tmp_path."""
+    Handler.weights = reference_dir / 'weights'
+    Handler.requests = []
+    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs=dict(poll_interval=0.05), daemon=True)
+    thread.start()
+    monkeypatch.setenv('RAMIT_URL_BASE', f'http://127.0.0.1:{httpd.server_address[1]}/pretrained')
+    monkeypatch.setenv('RAMIT_CACHE', str(tmp_path / 'cache'))
+    yield Handler
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_table_has_the_15_published_files():
+    assert len(hub.PUBLISHED) == 15
+    m = hub.PUBLISHED['RAMiT-1_CDN']
+    assert (m.file, m.variant, m.task, m.scale) == ('RAMiT-1_CDN.pth', 'RAMiT-1', 'dn', 1)
+    assert hub.PUBLISHED['RAMiT_GDN'].task == 'graydn' and hub.PUBLISHED['RAMiT-slimSR_X4'].scale == 4
+    assert hub.lookup('ramit-1_x2.PTH') is hub.PUBLISHED['RAMiT-1_X2'] and hub.lookup('RAMiT-2_X2') is None
+
+
+def test_blob_ids_of_shared_weights_match_the_table(reference_dir):
+    for path in sorted((reference_dir / 'weights').glob('*.pth')):
+        assert hub.git_blob_id(path) == hub.lookup(path.name).blob_id, path.name
+
+
+def test_download_once_then_reuse(server, tmp_path):
+    model = hub.PUBLISHED[GOOD]
+    assert not hub.is_cached(model)
+    path = hub.download(model, progress=False)
+    assert path == tmp_path / 'cache' / model.file and hub.is_cached(model)
+    assert hub.resolve_weights(GOOD, progress=False) == (path, model)
+    assert server.requests == [model.file]  # the second call used the cache
+    assert sorted(p.name for p in path.parent.iterdir()) == [model.file]
+
+
+def test_corrupted_download_is_deleted_and_reported(server, tmp_path):
+    model = hub.PUBLISHED[CORRUPT]
+    with pytest.raises(hub.HubError, match=f'{model.file}: downloaded file has git blob id .* expected '
+                                           f'{model.blob_id}; deleted, not used'):
+        hub.download(model, progress=False)
+    assert list((tmp_path / 'cache').iterdir()) == []
+
+
+def test_interrupted_download_is_deleted_and_reported(server, tmp_path):
+    with pytest.raises(hub.HubError, match='interrupted'):
+        hub.download(hub.PUBLISHED[TRUNCATED], progress=False)
+    assert list((tmp_path / 'cache').iterdir()) == []
+
+
+def test_missing_file_on_server(server, tmp_path):
+    with pytest.raises(hub.HubError, match=r'HTTP 404.*nothing was cached'):
+        hub.download(hub.PUBLISHED['RAMiT_DR'], progress=False)
+    assert list((tmp_path / 'cache').iterdir()) == []
+
+
+def test_tampered_cache_file_is_replaced(server, tmp_path, capsys):
+    model = hub.PUBLISHED[GOOD]
+    path = hub.download(model, progress=False)
+    path.write_bytes(path.read_bytes()[:-1] + b'x')
+    assert not hub.is_cached(model)
+    assert hub.download(model, progress=False) == path and hub.is_cached(model)
+    assert 'wrong git blob id; deleted, downloading again' in capsys.readouterr().out
+    assert server.requests == [model.file, model.file]
+
+
+def test_resolve_weights_local_file_and_unknown_name(reference_dir, tmp_path):
+    local = reference_dir / 'weights' / 'RAMiT-1_CDN.pth'
+    assert hub.resolve_weights(local) == (local, hub.PUBLISHED['RAMiT-1_CDN'])
+    other = tmp_path / 'mine.pth'
+    other.write_bytes(b'')
+    assert hub.resolve_weights(other) == (other, None)
+    with pytest.raises(hub.HubError, match=r'--weights RAMiT-9_X2: no such file, and not a published model'):
+        hub.resolve_weights('RAMiT-9_X2')
