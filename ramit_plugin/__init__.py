@@ -3,5 +3,7 @@ from . import compat  # noqa: F401  (must run before anything imports basicsr)
 from .archs import RAMiT, resolve_config  # noqa: F401
 from .checkpoint import describe_state_dict, load_checkpoint, read_state_dict  # noqa: F401
 from .complexity import count_macs, count_params  # noqa: F401
+from . import data, losses  # noqa: F401
+from . import models  # noqa: F401
 
 __version__ = '0.1.0'
