@@ -16,10 +16,14 @@ def count_macs(net: nn.Module, height: int, width: int, batch: int = 1) -> int:
 
     Every convolution and matrix product (both attentions included) is counted from its operand shapes, as
     the paper counts Mult-Adds; element-wise work (activations, norms, softmax) is not. The shapes are those
-    actually executed, i.e. after the network pads the input to a multiple of its window unit. The count runs
+    executed by the reference path, i.e. after the network pads the input to a multiple of its window unit. It runs
     on the meta device, so it costs no real computation at any size.
     """
     meta_net = copy.deepcopy(net).to('meta').eval()
+    if hasattr(meta_net, 'set_fast'):
+        # The paper counts the architecture's operations; the fast path spends a few extra (norms via Gram
+        # matrices), which are an implementation detail, so the count follows the reference path.
+        meta_net.set_fast(False)
     in_chans = getattr(net, 'in_chans', 3)
     x = torch.empty(batch, in_chans, height, width, device='meta')
     with FlopCounterMode(display=False) as counter, torch.no_grad():
