@@ -1,5 +1,6 @@
 """`ramit export`: a RAMiT checkpoint as ONNX with dynamic batch, height and width, checked with onnxruntime."""
 import argparse
+import importlib.util
 import os
 import sys
 import tempfile
@@ -70,6 +71,12 @@ def main(argv: List[str], prog: str = 'ramit export') -> int:
     args = p.parse_args(argv)
     from ..hub import HubError, resolve_weights
     from ..inference import build_network
+
+    needed = ('onnx',) if args.no_check else ('onnx', 'onnxruntime')
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        print(f"{prog}: error: needs {' and '.join(missing)}: pip install 'ramit-plugin[export]'", file=sys.stderr)
+        return 2
 
     try:
         weights, published = resolve_weights(args.weights)

@@ -33,3 +33,15 @@ def test_export_errors(reference_dir, tmp_path, capsys):
     assert 'does not exist' in capsys.readouterr().err
     assert main(['--weights', str(weights), '--scale', '4', '--onnx', str(tmp_path / 'x.onnx')]) == 2
     assert '--scale 4 contradicts the checkpoint, which is x2' in capsys.readouterr().err
+
+
+def test_missing_onnxruntime_is_a_one_line_hint(reference_dir, tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, 'find_spec', lambda name, *a: None if name == 'onnxruntime' else real(name, *a))
+    weights = reference_dir / 'weights' / 'RAMiT-slimLLE_LLE.pth'
+    assert main(['--weights', str(weights), '--onnx', str(tmp_path / 'x.onnx')]) == 2
+    assert capsys.readouterr().err.strip() == ("ramit export: error: needs onnxruntime: "
+                                               "pip install 'ramit-plugin[export]'")
+    assert not any(tmp_path.iterdir())
