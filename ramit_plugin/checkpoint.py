@@ -20,6 +20,11 @@ class CheckpointMismatchError(ValueError):
 
 def read_state_dict(path: Union[str, os.PathLike]) -> StateDict:
     """Load a checkpoint file on the CPU (weights_only) and return the bare RAMiT state dict."""
+    return unwrap_state_dict(load_file(path), os.fspath(path))
+
+
+def load_file(path: Union[str, os.PathLike]) -> object:
+    """torch.load on the CPU with weights_only=True; FileNotFoundError / one-line ValueError naming the file."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint not found: {path}')
@@ -28,7 +33,7 @@ def read_state_dict(path: Union[str, os.PathLike]) -> StateDict:
     except Exception as err:  # torch raises many types for truncated or foreign files
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f'{path}: not a readable PyTorch checkpoint ({reason[:200]})') from None
-    return unwrap_state_dict(obj, path)
+    return obj
 
 
 def unwrap_state_dict(obj: object, source: str = 'checkpoint') -> StateDict:

@@ -8,12 +8,13 @@ the cache is noticed, deleted and fetched again rather than used.
 """
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
+
+from .fileio import atomic_output
 
 DEFAULT_URL_BASE = 'https://github.com/rami0205/RAMiT/raw/main/pretrained'
 URL_BASE_ENV = 'RAMIT_URL_BASE'
@@ -124,18 +125,13 @@ def download(model: PublishedModel, progress: bool = True) -> Path:
         print(f'{path}: cached file has the wrong git blob id; deleted, downloading again')
     path.parent.mkdir(parents=True, exist_ok=True)
     url = f'{url_base()}/{model.file}'
-    fd, tmp = tempfile.mkstemp(prefix=f'.{model.file}.', suffix='.part', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb') as out:
+    with atomic_output(path) as tmp:
+        with open(tmp, 'wb') as out:
             _fetch(url, out, model.file, progress)
         found = git_blob_id(tmp)
         if found != model.blob_id:
             raise HubError(f'{url}: downloaded file has git blob id {found}, expected {model.blob_id}; '
                            'deleted, not used')
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

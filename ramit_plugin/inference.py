@@ -4,7 +4,6 @@ Every forward pass (whole image or tile) follows the paper's evaluation protocol
 multiple of 32, then the output is cropped back (``ramit_plugin.protocol``).
 """
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
@@ -15,6 +14,7 @@ import torch
 
 from .archs.ramit_arch import RAMiT
 from .checkpoint import infer_architecture, load_checkpoint, read_state_dict
+from .fileio import atomic_output
 from .hub import PublishedModel
 from .protocol import protocol_forward
 
@@ -228,14 +228,8 @@ def encode_image(rgb: np.ndarray, alpha: Optional[np.ndarray], max_value: int) -
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.part', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_output(path) as tmp:
+        Path(tmp).write_bytes(data)
 
 
 def output_name(stem: str, net: RAMiT) -> str:

@@ -3,7 +3,6 @@ import argparse
 import importlib.util
 import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import List, Sequence, Tuple
@@ -12,6 +11,7 @@ import numpy as np
 import torch
 
 from ..archs.ramit_arch import TASKS, VARIANTS
+from ..fileio import atomic_output
 
 # Sizes for the check: not multiples of 32, so the network's internal padding is exercised.
 CHECK_SIZES = ((1, 45, 61), (2, 33, 70))
@@ -21,18 +21,11 @@ def export_onnx(net: torch.nn.Module, path: Path, opset: int, sample_hw: Tuple[i
     """Trace ``net`` (TorchScript exporter) into ``path`` with dynamic batch/height/width, written atomically."""
     x = torch.rand(1, net.in_chans, *sample_hw)
     axes = {0: 'batch', 2: 'height', 3: 'width'}
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.part', dir=path.parent)
-    os.close(fd)
-    try:
-        with warnings.catch_warnings():
-            # The tracer warns about every Python int taken from a shape; the shapes stay symbolic in ONNX.
-            warnings.simplefilter('ignore')
-            torch.onnx.export(net, (x,), tmp, dynamo=False, opset_version=opset, input_names=['input'],
-                              output_names=['output'], dynamic_axes={'input': axes, 'output': axes})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_output(path) as tmp, warnings.catch_warnings():
+        # The tracer warns about every Python int taken from a shape; the shapes stay symbolic in ONNX.
+        warnings.simplefilter('ignore')
+        torch.onnx.export(net, (x,), tmp, dynamo=False, opset_version=opset, input_names=['input'],
+                          output_names=['output'], dynamic_axes={'input': axes, 'output': axes})
 
 
 def verify_onnx(net: torch.nn.Module, path: Path, sizes: Sequence[Tuple[int, int, int]] = CHECK_SIZES

@@ -9,7 +9,6 @@ CPU-capable DDP wrapping.
 import contextlib
 import os
 import re
-import tempfile
 from collections import OrderedDict
 from os import path as osp
 from typing import Dict, Iterable, List, Optional
@@ -27,7 +26,8 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 
-from ..checkpoint import load_checkpoint, unwrap_state_dict
+from ..checkpoint import load_checkpoint, load_file, unwrap_state_dict
+from ..fileio import atomic_output
 from ..protocol import EVAL_MULTIPLE, protocol_forward
 from .progressive import ProgressiveSchedule, crop_batch, stage_message
 
@@ -42,17 +42,8 @@ class NonFiniteLossError(RuntimeError):
 
 def atomic_torch_save(obj: object, path: str) -> None:
     """torch.save to a hidden temp file beside ``path``, then rename: an interrupted save leaves ``path`` intact."""
-    folder, name = osp.split(path)
-    # A leading dot keeps basicsr's scandir (auto_resume) from ever picking up a half-written file.
-    fd, tmp = tempfile.mkstemp(prefix=f'.{name}.', suffix='.tmp', dir=folder or '.')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+    with atomic_output(path) as tmp, open(tmp, 'wb') as f:
+        torch.save(obj, f)
 
 
 def load_pretrained(net: nn.Module, path: str, param_key: Optional[str] = 'params', strict: bool = True,
@@ -63,12 +54,9 @@ def load_pretrained(net: nn.Module, path: str, param_key: Optional[str] = 'param
     basicsr falls back). Non-strict loading skips keys that are missing or mis-shaped and returns their names.
     """
     try:
-        obj = torch.load(path, map_location='cpu', weights_only=True)
+        obj = load_file(path)
     except FileNotFoundError:
         raise ValueError(f'{path}: checkpoint not found') from None
-    except Exception as err:  # torch raises many types for truncated or foreign files
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ValueError(f'{path}: not a readable PyTorch checkpoint ({reason[:200]})') from None
     if param_key and isinstance(obj, dict) and isinstance(obj.get(param_key), dict):
         obj = obj[param_key]
     skipped: List[str] = []
