@@ -28,7 +28,3 @@ def protocol_forward(net: nn.Module, lq: Tensor, scale: Optional[int] = None, mu
     out = net(pad_symmetric(lq, multiple))
     return out[..., :h * s, :w * s]
 
-
-def quantize(img: Tensor) -> Tensor:
-    """Clamp to [0, 1] and round to the 8-bit grid, as the reference metrics see the output."""
-    return torch.round(img.clamp(0, 1) * 255.0) / 255.0
