@@ -25,7 +25,8 @@ def count_macs(net: nn.Module, height: int, width: int, batch: int = 1) -> int:
         # matrices), which are an implementation detail, so the count follows the reference path.
         meta_net.set_fast(False)
     in_chans = getattr(net, 'in_chans', 3)
-    x = torch.empty(batch, in_chans, height, width, device='meta')
+    # In the network's own dtype: a float16 network on a float32 input would fail in its first convolution.
+    x = torch.empty(batch, in_chans, height, width, device='meta', dtype=next(net.parameters()).dtype)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         meta_net(x)
     return counter.get_total_flops() // 2

@@ -58,3 +58,9 @@ def test_counting_leaves_the_network_untouched():
     count_macs(net, 64, 64)
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     assert count_params(net) == sum(p.numel() for p in net.parameters()) and next(net.parameters()).device.type == 'cpu'
+
+
+def test_macs_do_not_depend_on_dtype():
+    """`ramit bench --half` counts a float16 network: the same multiply-adds as in float32."""
+    net = RAMiT('RAMiT-slimLLE', 'lle')
+    assert count_macs(net.half(), 40, 56) == count_macs(net.float(), 40, 56) > 0

@@ -14,11 +14,14 @@ Every module and parameter name reproduces the authors' state-dict keys, so thei
 raw checkpoints load with ``strict=True``.
 
 Two numerically equivalent forward paths (``RAMiT(fast=...)`` / ``net.set_fast``): the reference path
-follows ARCHITECTURE.md literally; the fast path (default in eval mode) runs on channels-last features,
-replaces roll + window partition by one cached gather, uses ``scaled_dot_product_attention`` for SP-SA
-with the cosine scale folded into q and the relative-position bias (cached at eval) as the mask. Both
-paths share every parameter and buffer, so checkpoints load the same way.
+follows the paper's equations (Sec. 3 of arXiv 2305.11474) literally; the fast path runs on channels-last
+features, replaces roll + window partition by one cached gather, uses ``scaled_dot_product_attention`` for
+SP-SA with the cosine scale folded into q and the relative-position bias as the mask, and computes CH-SA on
+the c x c Gram matrix. Both paths share every parameter and buffer, so checkpoints load the same way; both
+run in float32, float16 and bfloat16 (autocast or converted weights), with the cosine logits and CH-SA's
+sums over all pixels kept in float32.
 """
+import contextlib
 import math
 from collections import OrderedDict
 from typing import Dict, Optional, Sequence, Tuple
@@ -69,6 +72,10 @@ HYPER_PARAMETERS = ('dim', 'depths', 'num_heads', 'chsa_head_ratio', 'window_siz
                     'helper', 'img_norm', 'in_chans', 'attn_drop', 'proj_drop', 'drop_path')
 
 LOGIT_SCALE_MAX = math.log(100.0)
+# Devices whose default is the fast path. CPU: measured faster (README, `ramit bench`). CUDA: the same
+# kernels with no host synchronisation; measured by tools/gpu_check.py. Elsewhere (MPS, XPU, ...) the
+# fused attention and gathers are unmeasured, so the plain reference path runs.
+FAST_PATH_DEVICES = ('cpu', 'cuda')
 
 
 def norm_mode(task: str, upscale: int) -> str:
@@ -282,9 +289,20 @@ def _tracing() -> bool:
     return torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
-def _unit_norm(x: Tensor, dim: int) -> Tensor:
-    """1 / max(||x||, 1e-12) along ``dim`` (keepdim), the factor F.normalize applies."""
-    return torch.linalg.vector_norm(x, dim=dim, keepdim=True).clamp_min(1e-12).reciprocal()
+def float32_math(device: torch.device):
+    """Context in which matmuls stay float32 under autocast (a no-op outside autocast and on other devices).
+
+    Cosine logits reach +-100 (logit scale up to ln 100), where float16's spacing is 0.06 and bfloat16's 0.5,
+    and CH-SA sums over every pixel, which overflows float16 (max 65504) on large images.
+    """
+    if device.type in ('cpu', 'cuda'):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def wide(x: Tensor) -> Tensor:
+    """``x`` in float32, or kept as is when already float32 or float64."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def window_order(h: int, w: int, ws: int, shift: int, device: torch.device) -> Tensor:
@@ -296,9 +314,20 @@ def window_order(h: int, w: int, ws: int, shift: int, device: torch.device) -> T
 
 
 def cosine_logits(q: Tensor, k: Tensor, logit_scale: Tensor) -> Tensor:
-    """Scaled cosine similarity q^ k^T * exp(min(logit_scale, ln 100)) over the last axis."""
-    attn = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
-    return attn * torch.clamp(logit_scale, max=LOGIT_SCALE_MAX).exp()
+    """Scaled cosine similarity q^ k^T * exp(min(logit_scale, ln 100)) over the last axis, in float32 (or 64)."""
+    with float32_math(q.device):
+        attn = F.normalize(wide(q), dim=-1) @ F.normalize(wide(k), dim=-1).transpose(-2, -1)
+        return attn * torch.clamp(wide(logit_scale), max=LOGIT_SCALE_MAX).exp()
+
+
+def unit_scaled(x: Tensor, scale) -> Tensor:
+    """x * scale / max(||x||, 1e-12) along the last axis, computed in (at least) float32, returned in x's dtype.
+
+    In float16 the 1e-12 floor underflows to 0 and a sum of squares can overflow, so the norm never runs in
+    half precision; the result (at most ``scale`` <= 100 per element) fits any dtype.
+    """
+    xf = wide(x)
+    return (xf * (scale / torch.linalg.vector_norm(xf, dim=-1, keepdim=True).clamp_min(1e-12))).to(x.dtype)
 
 
 class SPSA(nn.Module):
@@ -314,38 +343,16 @@ class SPSA(nn.Module):
         self.attn_drop = nn.Dropout(attn_drop)
         self.proj = nn.Conv2d(num_heads * head_dim, num_heads * head_dim, 1)
         self.proj_drop = nn.Dropout(proj_drop)
-        # Plain attributes, not buffers: checkpoints keep exactly the authors' keys.
-        self._bias_cache: Optional[Tuple[Tensor, Tensor]] = None  # (table snapshot, bias)
+        # A plain attribute, not a buffer: checkpoints keep exactly the authors' keys.
         self._index_cache: Dict[tuple, Tuple[Tensor, Tensor, Tensor]] = {}
 
     def relative_position_bias(self) -> Tensor:
-        """[L, ws^2, ws^2] bias gathered from the table."""
-        n = self.window_size ** 2
-        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
-        return bias.view(n, n, self.num_heads).permute(2, 0, 1)
+        """[L, ws^2, ws^2] bias gathered from the table (one gather, already in head-major order).
 
-    def train(self, mode: bool = True) -> 'SPSA':
-        """Switch mode and drop the eval-time bias cache."""
-        self._bias_cache = None
-        return super().train(mode)
-
-    def _cached_bias(self) -> Tensor:
-        """[1, L, ws^2, ws^2] bias, reused while the table is unchanged (eval without grad).
-
-        4-D on purpose: with a 3-D mask the CPU dispatcher of scaled_dot_product_attention falls back
-        from its flash kernel to the (4x slower) math kernel. The cache is keyed on a copy of the small
-        table ((2ws-1)^2 x L values), so optimiser steps, load_state_dict, writes through ``.data`` and
-        .to()/.half() all invalidate it.
+        Recomputed on every call rather than cached: checking a cache against the table would cost a
+        device-to-host synchronisation per block on CUDA, far more than this small gather.
         """
-        table = self.relative_position_bias_table
-        if self.training or _tracing() or (torch.is_grad_enabled() and table.requires_grad):
-            return self.relative_position_bias().unsqueeze(0)
-        cached = self._bias_cache
-        if (cached is None or cached[0].device != table.device or cached[0].dtype != table.dtype
-                or not torch.equal(cached[0], table)):
-            cached = self._bias_cache = (table.detach().clone(),
-                                         self.relative_position_bias().detach().unsqueeze(0).contiguous())
-        return cached[1]
+        return self.relative_position_bias_table.t()[:, self.relative_position_index]
 
     def _indices(self, h: int, w: int, total_heads: int, device: torch.device) -> Tuple[Tensor, Tensor, Tensor]:
         """Gather indices (pixels to window tokens, qkv rows to windows, window rows back to pixels)."""
@@ -380,10 +387,11 @@ class SPSA(nn.Module):
         if ch_helper is not None:
             helper = ch_helper.permute(0, 2, 3, 1).reshape(b, hw, -1, c).mean(dim=2)
             v = v * helper.index_select(1, pixels).view(-1, 1, n, c)
-        scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp()
-        q = q * (_unit_norm(q, -1) * scale)
-        k = k * _unit_norm(k, -1)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=self._cached_bias(),
+        # The cosine scale is folded into q; the fused kernel then computes softmax in float32 itself.
+        q = unit_scaled(q, torch.clamp(wide(self.logit_scale), max=LOGIT_SCALE_MAX).exp())
+        k = unit_scaled(k, 1.0)
+        bias = self.relative_position_bias().to(q.dtype).unsqueeze(0)  # 4-D: CPU's flash kernel needs it
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias,
                                              dropout_p=self.attn_drop.p if self.training else 0.0, scale=1.0)
         # The inverse gather undoes partition and roll; proj is pointwise, so it commutes with both.
         out = out.reshape(b, -1, c).index_select(1, back).view(b, h, w, heads * c).permute(0, 3, 1, 2)
@@ -401,8 +409,8 @@ class SPSA(nn.Module):
                 ch_helper = torch.roll(ch_helper, shifts=(-s, -s), dims=(2, 3))
             ch_helper = ch_helper.reshape(b, -1, c3 // 3, h, w)
             v = v * window_partition(ch_helper, ws).mean(dim=1, keepdim=True)
-        attn = cosine_logits(q, k, self.logit_scale) + self.relative_position_bias()
-        attn = self.attn_drop(attn.softmax(dim=-1))
+        attn = cosine_logits(q, k, self.logit_scale) + wide(self.relative_position_bias())
+        attn = self.attn_drop(attn.softmax(dim=-1)).to(v.dtype)
         out = self.proj_drop(self.proj(window_reverse(attn @ v, ws, b, h, w)))
         if s:
             out = torch.roll(out, shifts=(s, s), dims=(2, 3))
@@ -425,7 +433,7 @@ class CHSA(nn.Module):
         q, k, v = qkv.flatten(3).chunk(3, dim=2)
         if sp_helper is not None:
             v = v * sp_helper.mean(dim=1, keepdim=True).flatten(2).unsqueeze(1)
-        attn = self.attn_drop(cosine_logits(q, k, self.logit_scale).softmax(dim=-1))
+        attn = self.attn_drop(cosine_logits(q, k, self.logit_scale).softmax(dim=-1)).to(v.dtype)
         out = (attn @ v).reshape(b, heads * (c3 // 3), h, w)
         return self.proj_drop(self.proj(out))
 
@@ -435,19 +443,22 @@ class CHSA(nn.Module):
         Plain matmuls on the pixel-major views, not scaled_dot_product_attention: with H*W as head dim
         SDPA was 2-3x slower here (it copies to a contiguous layout first). The cosine normalisation is
         applied to the c x c Gram matrix, with the norms from the diagonals of q^T q and k^T k: BLAS sums
-        over H*W accurately, while a norm reduction along the strided pixel axis lost up to 4e-5.
+        over H*W accurately, while a norm reduction along the strided pixel axis lost up to 4e-5. The sums
+        over H*W run in float32 whatever the input dtype (float16 overflows past 65504).
         """
         b, hw, heads, c3 = qkv.shape
         c = c3 // 3
         q, k, v = (t.permute(0, 2, 1, 3) for t in qkv.split(c, dim=-1))  # [B, L, HW, c] views
         if sp_helper is not None:
             v = v * sp_helper.mean(dim=1).reshape(b, 1, hw, 1)
-        scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp()
-        qt, kt = q.transpose(-2, -1), k.transpose(-2, -1)
-        q_norm = (qt @ q).diagonal(dim1=-2, dim2=-1).sqrt().clamp_min(1e-12)
-        k_norm = (kt @ k).diagonal(dim1=-2, dim2=-1).sqrt().clamp_min(1e-12)
-        logits = (qt @ k) / (q_norm[..., :, None] * k_norm[..., None, :]) * scale
-        attn = self.attn_drop(logits.softmax(dim=-1))
+        with float32_math(qkv.device):
+            qf, kf = wide(q), wide(k)
+            qt, kt = qf.transpose(-2, -1), kf.transpose(-2, -1)
+            q_norm = (qt @ qf).diagonal(dim1=-2, dim2=-1).sqrt().clamp_min(1e-12)
+            k_norm = (kt @ kf).diagonal(dim1=-2, dim2=-1).sqrt().clamp_min(1e-12)
+            scale = torch.clamp(wide(self.logit_scale), max=LOGIT_SCALE_MAX).exp()
+            logits = (qt @ kf) / (q_norm[..., :, None] * k_norm[..., None, :]) * scale
+        attn = self.attn_drop(logits.softmax(dim=-1)).to(v.dtype)
         out = v @ attn.transpose(-2, -1)  # [B, L, HW, c]
         out = out.permute(0, 2, 1, 3).reshape(b, h, w, heads * c).permute(0, 3, 1, 2)
         return self.proj_drop(self.proj(out))
@@ -605,8 +616,9 @@ class RAMiT(nn.Module):
     ``variant`` and ``task`` fill in every hyper-parameter; any of ``HYPER_PARAMETERS`` can be overridden by
     keyword. ``upscale`` defaults to 2 for 'sr' and must be 1 (or omitted) for the other tasks. Inputs are
     [B, in_chans, H, W] floats in [0, 1] of any H, W; outputs are [B, in_chans, H*s, W*s], not clamped.
-    ``fast``: None (default) runs the fast path in eval mode and the reference path in training (dropout
-    draws differ between the two); True / False force one path (see ``set_fast``).
+    ``fast``: None (default) takes the fast path on the devices in ``FAST_PATH_DEVICES`` (training and
+    eval; dropout and drop-path draws differ between the paths, their distributions do not) and the
+    reference path elsewhere; True / False force one path (see ``set_fast``).
     """
 
     def __init__(self, variant: str = 'RAMiT', task: str = 'sr', upscale: Optional[int] = None,
@@ -646,15 +658,18 @@ class RAMiT(nn.Module):
         return describe_config(self.config)
 
     def set_fast(self, fast: Optional[bool]) -> 'RAMiT':
-        """Choose the forward path: True fast, False reference, None fast in eval mode only; returns self."""
+        """Choose the forward path: True fast, False reference, None by device (FAST_PATH_DEVICES); returns self."""
         if fast not in (None, True, False):
             raise ValueError(f'RAMiT.set_fast: expected True, False or None, got {fast!r}')
         self.fast = fast
         return self
 
-    def uses_fast_path(self) -> bool:
-        """Whether the next forward call takes the fast path (given the mode and training state)."""
-        return (not self.training) if self.fast is None else bool(self.fast)
+    def uses_fast_path(self, device: Optional[torch.device] = None) -> bool:
+        """Whether a forward call on ``device`` (default: the parameters' device) takes the fast path."""
+        if self.fast is not None:
+            return self.fast
+        device = device if device is not None else self.shallow.conv.weight.device
+        return device.type in FAST_PATH_DEVICES
 
     def check_input(self, x: Tensor) -> None:
         """Raise ValueError unless x is [B, in_chans, H, W]."""
@@ -672,7 +687,7 @@ class RAMiT(nn.Module):
         x = F.pad(x, (0, (-w) % unit, 0, (-h) % unit))
         if self.img_norm:
             x = (x - self.mean) / self.std
-        fast = self.uses_fast_path()
+        fast = self.uses_fast_path(x.device)
         if fast:
             # Channels-last makes the per-pixel LayerNorms and the attention's pixel-major views copy-free.
             x = x.contiguous(memory_format=torch.channels_last)
