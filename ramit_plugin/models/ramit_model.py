@@ -3,12 +3,13 @@
 On top of SRModel: validation/test through `protocol_forward` (symmetric padding to 4*window_size, crop back),
 the authors' raw checkpoints and BasicSR checkpoints in `path.pretrain_network_g`, warm start for x3/x4
 (`train.warm_start_iter`), several weighted losses (every `train.*_opt`), AdamW, gradient clipping, bf16/fp16
-autocast, progressive patches (`train.progressive`), a stop on NaN/inf losses, atomic checkpoint writes, and
-CPU-capable DDP wrapping.
+autocast, torch.compile of the training step (`train.compile`), progressive patches (`train.progressive`), a stop
+on NaN/inf losses, atomic checkpoint writes, and CPU-capable DDP wrapping.
 """
 import contextlib
 import os
 import re
+import time
 from collections import OrderedDict
 from os import path as osp
 from typing import Dict, Iterable, List, Optional
@@ -27,6 +28,7 @@ from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from ..checkpoint import load_checkpoint, load_file, unwrap_state_dict
+from ..compilation import cache_report, compile_network, compile_options, uses_cuda_graphs
 from ..fileio import atomic_output
 from ..protocol import EVAL_MULTIPLE, protocol_forward
 from .progressive import ProgressiveSchedule, crop_batch, stage_message
@@ -152,8 +154,29 @@ class RAMiTModel(SRModel):
         self._frozen = False
         bare = self.get_bare_model(self.net_g)
         self.frozen_params = [p for n, p in bare.named_parameters() if not n.startswith(WARM_START_TRAINED)]
+        self._setup_compile(train_opt.get('compile'))
         self.setup_optimizers()
         self.setup_schedulers()
+
+    def _setup_compile(self, option) -> None:
+        """``train.compile``: the training forward runs compiled; net_g itself (saved, validated) stays plain.
+
+        Training patches have one size per progressive stage, so shapes are static and, on one CUDA device, the
+        'auto' mode records CUDA graphs. Validation images vary in size and stay uncompiled.
+        """
+        options = compile_options(option, 'train:compile')
+        self.train_forward = self.net_g
+        self._compile_pending = options is not None
+        self._mark_cuda_graph_steps = False
+        if options is None:
+            return
+        mode = options['mode']
+        if self.opt['dist'] and mode == 'auto':
+            mode = 'default'  # CUDA graphs around DDP's gradient all-reduce are not something we have measured
+        self.train_forward = compile_network(self.net_g, self.device, mode, fullgraph=not self.opt['dist'])
+        self._mark_cuda_graph_steps = uses_cuda_graphs(mode, self.device)
+        get_root_logger().info(f'train:compile: training forward compiled with torch.compile (mode {mode}); '
+                               'the first iteration includes the compilation')
 
     def _setup_amp(self, amp: Optional[str]):
         """(autocast dtype or None, GradScaler or None) for train.amp = bf16 | fp16 | None."""
@@ -182,8 +205,11 @@ class RAMiTModel(SRModel):
         self.optimizer_g.zero_grad(set_to_none=True)
         autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype
                     else contextlib.nullcontext())
+        if self._mark_cuda_graph_steps:
+            torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs may be overwritten
+        start = time.perf_counter()
         with autocast:
-            self.output = self.net_g(self.lq)
+            self.output = self.train_forward(self.lq)
         output = self.output.float()  # losses in float32 whatever the autocast dtype
 
         loss_dict = OrderedDict()
@@ -218,6 +244,10 @@ class RAMiTModel(SRModel):
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
+        if self._compile_pending:
+            self._compile_pending = False
+            get_root_logger().info(f'train:compile: first step took {time.perf_counter() - start:.1f} s; '
+                                   f'{cache_report()}')
 
     def _update_warm_start(self, current_iter: int) -> None:
         """Freeze everything but to_target.* for iterations 1..warm_start_iter, then unfreeze; log the switch."""
