@@ -32,3 +32,22 @@ def reference_dir() -> Path:
 def datasets_dir() -> Path:
     """../shared/datasets (Set5, Set14, Urban100, CBSD68, Kodak24, McMaster, BSD68, Set12)."""
     return require_shared('datasets')
+
+
+def require_cuda() -> None:
+    """Skip unless a CUDA GPU is present (CUDA checks are run by tools/gpu_check.py on a GPU machine)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip('needs a CUDA GPU')
+
+
+@pytest.fixture
+def cuda(monkeypatch):
+    """A CUDA device with TF32 off (PyTorch's default TF32 convolutions move outputs by up to 1.6e-3)."""
+    require_cuda()
+    import torch
+
+    monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, 'allow_tf32', False)
+    return torch.device('cuda')

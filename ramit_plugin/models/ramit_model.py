@@ -30,11 +30,11 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from ..checkpoint import load_checkpoint, load_file, unwrap_state_dict
 from ..compilation import cache_report, compile_network, compile_options, uses_cuda_graphs
 from ..fileio import atomic_output
+from ..precision import AMP_DTYPES
 from ..protocol import EVAL_MULTIPLE, protocol_forward
 from .progressive import ProgressiveSchedule, crop_batch, stage_message
 
 OPTIMIZERS = {'Adam': torch.optim.Adam, 'AdamW': torch.optim.AdamW}
-AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 WARM_START_TRAINED = 'to_target.'  # the only part trained during a warm start (scale-specific reconstruction)
 
 
@@ -184,10 +184,8 @@ class RAMiTModel(SRModel):
             return None, None
         if amp not in AMP_DTYPES:
             raise ValueError(f"train:amp: {amp!r} is not supported; valid: {', '.join(AMP_DTYPES)} (or leave it out)")
-        if self.device.type != 'cuda' and amp == 'fp16':
-            get_root_logger().warning('train:amp fp16 needs CUDA; training in float32 on the CPU (bf16 works there)')
-            return None, None
-        scaler = torch.amp.GradScaler('cuda') if amp == 'fp16' else None
+        # The scaler keeps float16 gradients from underflowing; bfloat16 has float32's range and needs none.
+        scaler = torch.amp.GradScaler(self.device.type) if amp == 'fp16' else None
         return AMP_DTYPES[amp], scaler
 
     def get_optimizer(self, optim_type: str, params, lr: float, **kwargs) -> torch.optim.Optimizer:

@@ -1,6 +1,7 @@
 """RAMiTModel in-process on a tiny RAMiT: protocol test(), loading, warm start, losses, AMP, clipping, NaN, saves."""
 import copy
 import logging
+import math
 import os
 
 import pytest
@@ -11,6 +12,7 @@ from basicsr.utils import get_root_logger
 from ramit_plugin.archs import RAMiT
 from ramit_plugin.checkpoint import CheckpointMismatchError
 from ramit_plugin.models import NonFiniteLossError, RAMiTModel
+from ramit_plugin.precision import AMP_DTYPES
 from ramit_plugin.protocol import protocol_forward
 
 TINY = dict(variant='RAMiT-1', task='sr', dim=16, depths=[1, 1, 1, 1], num_heads=[2, 2, 2, 2], window_size=4)
@@ -174,21 +176,42 @@ def test_gradient_clipping_bounds_the_gradient_norm(tmp_path):
     assert torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) <= 1e-3 * 1.0001
 
 
-def test_bf16_autocast_on_cpu_and_fp16_falls_back_to_float32(tmp_path, log_lines):
-    model = RAMiTModel(make_opt(tmp_path, amp='bf16'))
-    conv_dtypes = []
-    model.net_g.shallow.conv.register_forward_hook(lambda module, args, out: conv_dtypes.append(out.dtype))
-    model.feed_data(batch())
-    model.optimize_parameters(1)
-    assert conv_dtypes == [torch.bfloat16]
-    assert all(torch.isfinite(torch.tensor(v)) for v in model.get_current_log().values())
+@pytest.mark.parametrize('fast', [True, False], ids=['fast', 'reference'])
+def test_amp_bf16_and_fp16_track_the_float32_loss(tmp_path, fast):
+    """Both autocast dtypes on both paths: the half type really runs, losses stay finite and follow float32's."""
+    curves = {}
+    for amp in (None, 'bf16', 'fp16'):
+        torch.manual_seed(0)
+        opt = make_opt(tmp_path, **({'amp': amp} if amp else {}))
+        opt['network_g']['fast'] = fast
+        model = RAMiTModel(opt)
+        conv_dtypes = []
+        model.net_g.shallow.conv.register_forward_hook(lambda module, args, out: conv_dtypes.append(out.dtype))
+        curves[amp] = []
+        for it in range(1, 9):
+            model.feed_data(batch(seed=it))
+            model.optimize_parameters(it)
+            curves[amp].append(model.get_current_log()['l_pix'])
+        assert set(conv_dtypes) == {AMP_DTYPES.get(amp, torch.float32)}
+        assert (model.scaler is not None) == (amp == 'fp16')
+    for amp in ('bf16', 'fp16'):
+        assert all(math.isfinite(v) for v in curves[amp])
+        assert max(abs(a - b) / b for a, b in zip(curves[amp], curves[None])) < 0.02
+    assert curves[None][-1] < curves[None][0]
+
+
+def test_fp16_grad_scaler_state_is_saved_and_restored(tmp_path):
+    """The scaler's scale and growth tracker go into the training state and come back on resume."""
     model = RAMiTModel(make_opt(tmp_path, amp='fp16'))
-    conv_dtypes.clear()
-    model.net_g.shallow.conv.register_forward_hook(lambda module, args, out: conv_dtypes.append(out.dtype))
     model.feed_data(batch())
     model.optimize_parameters(1)
-    assert conv_dtypes == [torch.float32] and model.scaler is None
-    assert any('fp16 needs CUDA; training in float32' in m for m in log_lines)
+    model.scaler.update(1234.0)  # a scale no fresh scaler has
+    model.save_training_state(epoch=0, current_iter=1)
+    state = torch.load(tmp_path / 'training_states' / '1.state', weights_only=True)
+    assert state['scaler']['scale'] == 1234.0
+    resumed = RAMiTModel(make_opt(tmp_path, amp='fp16'))
+    resumed.resume_training(state)
+    assert resumed.scaler.get_scale() == 1234.0
 
 
 def test_adamw_is_accepted_and_unknown_optimizers_list_the_valid_ones(tmp_path):
