@@ -18,15 +18,26 @@ META_KEYS = ('key', 'gt_path', 'lq_path', 'scale', 'sigma')
 
 @TRANSFORMS.register_module()
 class PairedRandomCrop:
-    """Crop a random GT patch of ``gt_patch_size`` and the LQ patch that matches it (basicsr's paired_random_crop)."""
+    """Crop a random GT patch and the LQ patch that matches it (basicsr's paired_random_crop).
 
-    def __init__(self, gt_patch_size: int, scale: int = 1) -> None:
+    The size is ``gt_patch_size`` (GT pixels, BasicSR's gt_size) or ``lq_patch_size`` (LQ pixels: the paper's 64 at
+    every SR scale). ``scale`` defaults to the sample's own (the dataset's ``scale``), so one pipeline fits x2-x4.
+    """
+
+    def __init__(self, gt_patch_size: Optional[int] = None, scale: Optional[int] = None,
+                 lq_patch_size: Optional[int] = None) -> None:
+        if (gt_patch_size is None) == (lq_patch_size is None):
+            raise ValueError('PairedRandomCrop: give exactly one of gt_patch_size (GT pixels) and lq_patch_size '
+                             '(LQ pixels)')
         self.gt_patch_size = gt_patch_size
+        self.lq_patch_size = lq_patch_size
         self.scale = scale
 
     def __call__(self, results: dict) -> dict:
-        results['gt'], results['lq'] = paired_random_crop(results['gt'], results['lq'], self.gt_patch_size,
-                                                          self.scale, results.get('gt_path'))
+        scale = self.scale or results.get('scale', 1)
+        gt_patch_size = self.gt_patch_size or self.lq_patch_size * scale
+        results['gt'], results['lq'] = paired_random_crop(results['gt'], results['lq'], gt_patch_size, scale,
+                                                          results.get('gt_path'))
         return results
 
 
