@@ -1,6 +1,8 @@
 """The shipped mmengine configs: the BasicSR option files' recipe, two training iterations each, swappable test sets."""
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -156,6 +158,24 @@ def test_new_config_trains_two_iterations_through_both_stages(task, task_data, x
         return
     assert 'warm start: iter 1 to 1 train only to_target.*' in log
     assert 'warm start: iter 2: all parameters train from now on' in log
+    check_warm_start(work_dir, int(task[-1]), x2_weights)
+
+
+def test_warm_start_under_ddp_keeps_the_x2_weights_bit_identical(task_data, x2_weights, tmp_path):
+    """With DDP the frozen weights keep requiring gradients; the optimizer step hook drops them instead."""
+    work_dir = tmp_path / 'work'
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+           '-m', 'ramit_plugin.cli.main', 'mm-train', str(option_file('mmengine_RAMiT_SRx3.py')),
+           '--work-dir', str(work_dir), '--launcher', 'pytorch',
+           '--cfg-options', *overrides('SRx3', task_data['sr'], x2_weights)]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'Distributed training: True' in next(work_dir.glob('*/*.log')).read_text()
+    check_warm_start(work_dir, 3, x2_weights)
+
+
+def check_warm_start(work_dir: Path, scale: int, x2_weights: Path) -> None:
+    """iter_1.pth (head-only phase) has the x2 body bit for bit and stepped only the head; iter_2.pth trained all."""
     x2 = torch.load(x2_weights)
     checkpoints = [torch.load(work_dir / f'iter_{i}.pth', map_location='cpu') for i in (1, 2)]
     after = [generator_weights(c) for c in checkpoints]
@@ -164,7 +184,7 @@ def test_new_config_trains_two_iterations_through_both_stages(task, task_data, x
     assert body == {k for k in x2 if not k.startswith('to_target.')}
     # The head-only phase: every weight the x2 model gave stays bit-identical; only the head got optimizer steps.
     assert all(torch.equal(after[0][k], x2[k]) for k in body)
-    params = [name for name, _ in RAMiT(variant='RAMiT', task='sr', upscale=int(task[-1]), **TINY).named_parameters()]
+    params = [name for name, _ in RAMiT(variant='RAMiT', task='sr', upscale=scale, **TINY).named_parameters()]
     stepped = [len(c['optimizer']['state']) for c in checkpoints]
     assert stepped == [len(head), len(params)] and head < set(params)
     # Then everything trains.
