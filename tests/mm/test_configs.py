@@ -4,6 +4,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import pytest
 import torch
@@ -112,7 +113,7 @@ def x2_weights(tmp_path_factory) -> Path:
     return path
 
 
-def overrides(task: str, data: Path, x2_weights: Path) -> list:
+def overrides(task: str, data: Path, x2_weights: Optional[Path]) -> list:
     """--cfg-options for a tiny network, the generated data and 2 iterations through both stages of the recipe."""
     opts = [f'model.generator.{k}={v}'.replace(' ', '') for k, v in TINY.items()]
     opts += ['train_cfg.max_iters=2', 'train_cfg.val_interval=2', 'train_dataloader.batch_size=2',
@@ -189,3 +190,12 @@ def check_warm_start(work_dir: Path, scale: int, x2_weights: Path) -> None:
     assert stepped == [len(head), len(params)] and head < set(params)
     # Then everything trains.
     assert sum(not torch.equal(after[1][k], x2[k]) for k in body) > 0.9 * len(body)
+
+
+def test_progressive_stage_larger_than_the_delivered_patch_is_one_line(task_data, tmp_path, capsys):
+    argv = [str(option_file('mmengine_RAMiT_CDN.py')), '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+            *overrides('CDN', task_data['clean'], None), 'model.progressive.gt_sizes=[16,48]']
+    assert train_main(argv, prog='ramit mm-train') == 2
+    assert capsys.readouterr().err.strip() == (
+        'ramit mm-train: error: model.progressive: gt_sizes [16, 48]: each must be positive, a multiple of the scale '
+        '1 and at most the GT patch the train pipeline delivers (32)')
