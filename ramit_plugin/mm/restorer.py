@@ -1,5 +1,5 @@
 """RAMiT in mmengine's MODELS: the network itself, a data preprocessor and a restoration model for the Runner."""
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -123,7 +123,7 @@ class RAMiTRestorer(BaseModel):
             sample.pred = out
         return list(data_samples)
 
-    def _progressive_crop(self, inputs: Tensor, target: Tensor) -> tuple:
+    def _progressive_crop(self, inputs: Tensor, target: Tensor) -> Tuple[Tensor, Tensor]:
         """Crop and subsample a training batch to the progressive stage of the current iteration; log switches."""
         scale = self.generator.upscale
         if self._stage is None:

@@ -13,6 +13,7 @@ from mmengine.config import Config
 
 from ramit_plugin.archs.ramit_arch import RAMiT
 from ramit_plugin.cli.mm import train_main
+from ramit_plugin.mm.hooks import WarmStartHook
 from ramit_plugin.registry import DATASETS
 from ramit_plugin.resources import option_file
 
@@ -199,3 +200,9 @@ def test_progressive_stage_larger_than_the_delivered_patch_is_one_line(task_data
     assert capsys.readouterr().err.strip() == (
         'ramit mm-train: error: model.progressive: gt_sizes [16, 48]: each must be positive, a multiple of the scale '
         '1 and at most the GT patch the train pipeline delivers (32)')
+
+
+@pytest.mark.parametrize('iters', [-1, 2.5, True])
+def test_warm_start_length_must_be_a_whole_number(iters):
+    with pytest.raises(ValueError, match=r'^WarmStartHook: iters must be a whole number of iterations >= 0, got '):
+        WarmStartHook(iters=iters)
