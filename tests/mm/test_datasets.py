@@ -138,3 +138,13 @@ def test_crop_in_lq_pixels_follows_the_datasets_scale(edsr_set5_like):
     for kwargs in (dict(), dict(gt_patch_size=16, lq_patch_size=8)):
         with pytest.raises(ValueError, match='give exactly one of gt_patch_size'):
             PairedRandomCrop(**kwargs)
+
+
+def test_lmdb_as_data_root_with_an_empty_prefix(sr_folders, tmp_path):
+    names = sorted(p.name for p in sr_folders['hr'].iterdir())
+    make_lmdb_from_imgs(str(sr_folders['hr']), str(tmp_path / 'clean.lmdb'), names, [Path(n).stem for n in names],
+                        multiprocessing_read=False)
+    # As the denoising configs name their folder: data_root is the set, data_prefix.gt ''.
+    dataset = NoisyImageDataset(data_root=str(tmp_path / 'clean.lmdb'), data_prefix=dict(gt=''), io_backend='lmdb',
+                                test_mode=True, pipeline=[PACK])
+    assert len(dataset) == 4 and torch.equal(dataset[1]['data_samples'].gt, rgb(sr_folders['hr'] / 'img1.png'))
