@@ -1,31 +1,31 @@
 # RAMiT x2 super-resolution with mmengine's Runner:  ramit mm-train options/mmengine_RAMiT_SRx2.py
 # Test a checkpoint (the authors' raw .pth, or one this config saved) on Set5:
 #   ramit mm-test options/mmengine_RAMiT_SRx2.py --checkpoint RAMiT_X2.pth
-# Paper recipe (ARCHITECTURE.md sec. 10) in iterations: 500 epochs of 1,000 iterations at total batch 64, 20
-# warm-up epochs, lr halved at epochs 200, 300, 400, 425, 450, 475. Other variants: change model.generator.variant
-# ('RAMiT', 'RAMiT-1', 'RAMiT-slimSR'); other scales: `scale` below (and the LR folders).
+# The paper's recipe as options/train_RAMiT_SRx2.yml states it, in iterations: 500 epochs of 1,000 iterations at
+# total batch 64, 20 warm-up epochs, lr halved at epochs 200, 300, 400, 425, 450, 475. Other variants: change
+# model.generator.variant ('RAMiT', 'RAMiT-1', 'RAMiT-slimSR').
+# Every other mmengine_RAMiT_*.py config inherits this one (`_base_`) and states only what its task changes.
 
 # The Runner builds every type below from ramit_plugin's registries (which fall back to mmengine's classes).
 default_scope = 'ramit_plugin'
 custom_imports = dict(imports=['ramit_plugin'], allow_failed_imports=False)
 
-scale = 2
 model = dict(
     type='RAMiTRestorer',
-    generator=dict(type='RAMiT', variant='RAMiT', task='sr', upscale=scale),
+    generator=dict(type='RAMiT', variant='RAMiT', task='sr', upscale=2),
     pixel_loss=dict(type='L1Loss', loss_weight=1.0, reduction='mean'),
     # Stacks the batch on the device; RAMiT normalises its input itself with the published statistics.
     data_preprocessor=dict(type='RAMiTDataPreprocessor'),
     # Validation/test pad symmetrically to this multiple (4 * window size) and crop back, as the paper does.
     eval_multiple=32,
-    # Weights to start from, in any form (authors' raw .pth, BasicSR, mmengine); for an x3/x4 warm start from an
-    # x2 model add pretrained_exclude=('to_target.',).
+    # Weights to start from, in any form (authors' raw .pth, BasicSR, mmengine); mmengine_RAMiT_SRx3.py shows the
+    # x3/x4 warm start from an x2 model (pretrained_exclude=('to_target.',) plus WarmStartHook).
     pretrained=None)
 
 # DIV2K sub-images packed into LMDB as BasicSR's dataset-preparation docs lay them out
 # (`ramit extract-subimages`, then `ramit make-lmdb`); for image folders use io_backend='disk' and the folders.
 train_pipeline = [
-    dict(type='PairedRandomCrop', gt_patch_size=64 * scale, scale=scale),  # LR patch 64
+    dict(type='PairedRandomCrop', lq_patch_size=64),  # the paper's LR patch at every scale (the dataset's scale)
     dict(type='PairedFlipRotate', hflip=True, rotation=True),
     dict(type='PackRestorationInputs'),
 ]
@@ -39,9 +39,9 @@ train_dataloader = dict(
     dataset=dict(
         type='PairedRestorationDataset',
         data_root='datasets/DIV2K',
-        data_prefix=dict(gt='DIV2K_train_HR_sub.lmdb', lq=f'DIV2K_train_LR_bicubic_X{scale}_sub.lmdb'),
+        data_prefix=dict(gt='DIV2K_train_HR_sub.lmdb', lq='DIV2K_train_LR_bicubic_X2_sub.lmdb'),
         io_backend='lmdb',
-        scale=scale,
+        scale=2,
         pipeline=train_pipeline))
 
 # Set5 with BasicSR/EDSR names: HR/baby.png, LR_bicubic/X2/babyx2.png. Batch 1: images differ in size.
@@ -52,15 +52,15 @@ val_dataloader = dict(
     dataset=dict(
         type='PairedRestorationDataset',
         data_root='datasets/Set5',
-        data_prefix=dict(gt='HR', lq=f'LR_bicubic/X{scale}'),
-        lq_tmpl='{}x' + str(scale),  # BasicSR/EDSR names: LR_bicubic/X2/babyx2.png <-> HR/baby.png
-        scale=scale,
+        data_prefix=dict(gt='HR', lq='LR_bicubic/X2'),  # relative to data_root, so --cfg-options can swap the set
+        lq_tmpl='{}x2',  # BasicSR/EDSR names: LR_bicubic/X2/babyx2.png <-> HR/baby.png
+        scale=2,
         test_mode=True,
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 # PSNR/SSIM on the Y channel with crop border = scale, on uint8 outputs (the paper's protocol).
-val_evaluator = dict(type='PSNRSSIMMetric', crop_border=scale, test_y_channel=True)
+val_evaluator = dict(type='PSNRSSIMMetric', crop_border='scale', test_y_channel=True)
 test_evaluator = val_evaluator
 
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=500_000, val_interval=5_000)
@@ -88,6 +88,10 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=5_000, max_keep_ckpts=5,
                     save_best='PSNR', rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'))
+# An EMA of the weights (the paper keeps none; BasicSR's train.ema_decay 0.999 is momentum 0.001 here) is mmengine's
+# EMAHook:  --cfg-options default_hooks.ema.type=EMAHook default_hooks.ema.momentum=0.001
+# Validation and test then run the EMA weights, and a saved checkpoint's 'state_dict' holds them (what `ramit mm-test
+# --checkpoint` and model.pretrained load); the raw weights go to its 'ema_state_dict' for resuming.
 # Makes the saved checkpoints loadable by torch.load's weights_only default (resume on torch >= 2.6).
 custom_hooks = [dict(type='WeightsOnlyCheckpointHook')]
 

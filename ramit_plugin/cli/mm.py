@@ -114,8 +114,11 @@ def test_main(argv: List[str], prog: str) -> int:
                         help="weights: the authors' raw state dict, a BasicSR or an mmengine checkpoint")
     args = parser.parse_args(argv)
     cfg = _load_config(args)
-    # Weights go straight into the network below, in every format ramit_plugin.checkpoint reads.
+    # Weights go straight into the network below, in every format ramit_plugin.checkpoint reads; so a warm-start
+    # source (model.pretrained of the x3/x4 configs) is neither needed nor loaded.
     cfg.load_from, cfg.resume = None, False
+    if 'pretrained' in cfg.model:
+        cfg.model.pretrained = None
     from mmengine.model import is_model_wrapper
 
     from ..checkpoint import load_checkpoint

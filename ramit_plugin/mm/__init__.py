@@ -2,7 +2,7 @@
 
 mmengine imports it on demand (the registries' ``locations``); see ``options/mmengine_RAMiT_SRx2.py``.
 """
-from . import datasets, losses, metrics, restorer, transforms  # noqa: F401
+from . import datasets, hooks, losses, metrics, restorer, transforms  # noqa: F401
 from .runtime import allow_mmengine_checkpoints
 
 allow_mmengine_checkpoints()

@@ -42,6 +42,11 @@ class _ImageDataset(BaseDataset, FileClientDataset):
         self.io_backend_opt = lmdb_client_opts(dict(type=io_backend), [self.data_prefix[k] for k in self.FOLDERS],
                                                list(self.FOLDERS))
 
+    def _join_prefix(self) -> None:
+        """mmengine's data_root + data_prefix join, without the trailing '/' an empty prefix leaves (LMDB roots)."""
+        super()._join_prefix()
+        self.data_prefix = {key: os.path.normpath(path) if path else path for key, path in self.data_prefix.items()}
+
     def images(self, key: str) -> dict:
         """Image key -> path (or LMDB key) of the ``key`` folder."""
         return list_images(self.data_prefix[key], self.io_backend, f'{self.label}: data_prefix.{key}')

@@ -1,5 +1,5 @@
 """PSNR/SSIM in mmengine's METRICS, computed by BasicSR's metric functions on the protocol's uint8 images."""
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 from basicsr.metrics import calculate_psnr, calculate_ssim
@@ -15,14 +15,15 @@ FUNCTIONS = {'PSNR': calculate_psnr, 'SSIM': calculate_ssim}
 class PSNRSSIMMetric(BaseMetric):
     """Mean PSNR and/or SSIM of the predictions against GT.
 
-    The prediction is clamped to [0, 1] and rounded to uint8 (ARCHITECTURE.md sec. 9), then basicsr's
+    The prediction is clamped to [0, 1] and rounded to uint8 (the paper's evaluation protocol), then basicsr's
     ``calculate_psnr``/``calculate_ssim`` run with ``crop_border`` and ``test_y_channel`` (BT.601 Y, as for SR
-    and deraining; RGB for denoising and LLE).
+    and deraining; RGB for denoising and LLE). ``crop_border='scale'`` crops each sample's own scale (its
+    metainfo), the SR protocol at every scale.
     """
 
     default_prefix = ''  # keys 'PSNR' / 'SSIM', e.g. for CheckpointHook(save_best='PSNR')
 
-    def __init__(self, crop_border: int = 0, test_y_channel: bool = False,
+    def __init__(self, crop_border: Union[int, str] = 0, test_y_channel: bool = False,
                  metrics: Sequence[str] = ('PSNR', 'SSIM'), collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
@@ -30,6 +31,8 @@ class PSNRSSIMMetric(BaseMetric):
         if unknown or not metrics:
             raise ValueError(f"PSNRSSIMMetric: metrics must be a non-empty subset of {', '.join(FUNCTIONS)}, "
                              f'got {list(metrics)}')
+        if isinstance(crop_border, str) and crop_border != 'scale':
+            raise ValueError(f"PSNRSSIMMetric: crop_border must be a number of pixels or 'scale', got {crop_border!r}")
         self.crop_border = crop_border
         self.test_y_channel = test_y_channel
         self.metrics = tuple(metrics)
@@ -39,7 +42,8 @@ class PSNRSSIMMetric(BaseMetric):
         for sample in data_samples:
             # tensor2img clamps, rounds to uint8 and turns RGB into the BGR order basicsr's Y conversion expects.
             pred, gt = tensor2img([sample['pred'], sample['gt']])
-            self.results.append({name: float(FUNCTIONS[name](pred, gt, self.crop_border,
+            border = sample['scale'] if self.crop_border == 'scale' else self.crop_border
+            self.results.append({name: float(FUNCTIONS[name](pred, gt, border,
                                                              test_y_channel=self.test_y_channel))
                                  for name in self.metrics})
 

@@ -1,17 +1,23 @@
 """RAMiT in mmengine's MODELS: the network itself, a data preprocessor and a restoration model for the Runner."""
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from mmengine.logging import MessageHub, print_log
 from mmengine.model import BaseDataPreprocessor, BaseModel
 from mmengine.structures import BaseDataElement
 
 from ..archs.ramit_arch import RAMiT
 from ..checkpoint import load_checkpoint
+from ..data.errors import DatasetError
+from ..models.progressive import ProgressiveSchedule, crop_batch, stage_message
 from ..protocol import EVAL_MULTIPLE, protocol_forward
 from ..registry import MODELS
 
 Tensor = torch.Tensor
+PROGRESSIVE_OPTION = 'model.progressive'
+# What bounds the progressive stages here: the patches and batches the train dataloader delivers.
+PROGRESSIVE_LIMITS = ("the GT patch the train pipeline delivers", 'train_dataloader.batch_size')
 # The same class BasicSR's ARCH_REGISTRY holds, so both toolboxes build identical networks.
 MODELS.register_module(name='RAMiT', module=RAMiT)
 
@@ -51,18 +57,22 @@ def _unit_range(img: Tensor) -> Tensor:
 
 @MODELS.register_module()
 class RAMiTRestorer(BaseModel):
-    """A RAMiT network trained with a pixel loss and evaluated with the paper's protocol (ARCHITECTURE.md sec. 9).
+    """A RAMiT network trained with a pixel loss and evaluated with the paper's protocol (``ramit_plugin.protocol``).
 
     ``forward(inputs, data_samples, mode)``: 'tensor' returns the raw network output, 'loss' a dict with the
     pixel loss against ``data_samples[i].gt``, 'predict' the samples with ``pred`` set (padded symmetrically to
     ``eval_multiple``, run, cropped to H*s x W*s; not clamped, the metric quantises). ``pretrained``: weights
     for the generator, loaded at construction (keys starting with a prefix in ``pretrained_exclude`` skipped).
+    ``progressive=dict(iters, gt_sizes, batch_sizes)``: progressive patches as BasicSR's ``train.progressive``; the
+    dataloader delivers the largest patch and batch, and each training batch is cropped and subsampled to the
+    stage of the current iteration (ramit_plugin.models.progressive).
     """
 
     def __init__(self, generator: dict, pixel_loss: Optional[dict] = None,
                  data_preprocessor: Union[dict, BaseDataPreprocessor, None] = None,
                  eval_multiple: int = EVAL_MULTIPLE, pretrained: Optional[str] = None,
-                 pretrained_exclude: Sequence[str] = (), init_cfg: Optional[dict] = None) -> None:
+                 pretrained_exclude: Sequence[str] = (), progressive: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
         if data_preprocessor is None or isinstance(data_preprocessor, dict):
             data_preprocessor = MODELS.build(data_preprocessor or dict(type='RAMiTDataPreprocessor'))
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -70,9 +80,17 @@ class RAMiTRestorer(BaseModel):
         if pretrained:
             # Any form ramit_plugin.checkpoint reads (the authors' raw files too, which mmengine's load_from cannot
             # map onto 'generator.'); e.g. pretrained_exclude=('to_target.',) warm-starts x3/x4 from an x2 model.
-            load_checkpoint(self.generator, pretrained, exclude=pretrained_exclude)
+            try:
+                load_checkpoint(self.generator, pretrained, exclude=pretrained_exclude)
+            except FileNotFoundError as err:  # e.g. the x2 model an x3/x4 config warm-starts from is not trained yet
+                raise ValueError(f'model.pretrained: {err}') from None
         self.pixel_loss = MODELS.build(pixel_loss or dict(type='L1Loss'))
         self.eval_multiple = eval_multiple
+        self.progressive_opt = progressive
+        # The schedule itself is checked now; against the delivered patch and batch at the first training batch.
+        self.progressive = None if progressive is None else ProgressiveSchedule.from_options(
+            progressive, None, None, self.generator.upscale, option=PROGRESSIVE_OPTION)
+        self._stage: Optional[int] = None
 
     def forward(self, inputs: Tensor, data_samples: Optional[List[BaseDataElement]] = None,
                 mode: str = 'tensor') -> Union[Tensor, Dict[str, Tensor], List[BaseDataElement]]:
@@ -81,6 +99,8 @@ class RAMiTRestorer(BaseModel):
             return self.generator(inputs)
         if mode == 'loss':
             target = torch.stack([sample.gt for sample in data_samples]).to(inputs)
+            if self.progressive is not None:
+                inputs, target = self._progressive_crop(inputs, target)
             return dict(loss=self.pixel_loss(self.generator(inputs), target))
         if mode == 'predict':
             return self.predict(inputs, data_samples)
@@ -102,3 +122,21 @@ class RAMiTRestorer(BaseModel):
         for sample, out in zip(data_samples, outputs):
             sample.pred = out
         return list(data_samples)
+
+    def _progressive_crop(self, inputs: Tensor, target: Tensor) -> Tuple[Tensor, Tensor]:
+        """Crop and subsample a training batch to the progressive stage of the current iteration; log switches."""
+        scale = self.generator.upscale
+        if self._stage is None:
+            try:
+                ProgressiveSchedule.from_options(self.progressive_opt, min(target.shape[-2:]), target.shape[0], scale,
+                                                 option=PROGRESSIVE_OPTION, limits=PROGRESSIVE_LIMITS)
+            except ValueError as err:  # a data mismatch found by the loop: `ramit mm-train` prints it as one line
+                raise DatasetError(str(err)) from None
+        # The Runner's RuntimeInfoHook records the finished iterations; BasicSR counts the current one from 1.
+        current_iter = MessageHub.get_current_instance().get_info('iter', 0) + 1
+        stage = self.progressive.stage(current_iter)
+        gt_size, batch = self.progressive.sizes(current_iter)
+        if stage != self._stage:
+            print_log(stage_message(current_iter, gt_size, batch), logger='current')
+            self._stage = stage
+        return crop_batch(inputs, target, gt_size, batch, scale)

@@ -18,15 +18,26 @@ META_KEYS = ('key', 'gt_path', 'lq_path', 'scale', 'sigma')
 
 @TRANSFORMS.register_module()
 class PairedRandomCrop:
-    """Crop a random GT patch of ``gt_patch_size`` and the LQ patch that matches it (basicsr's paired_random_crop)."""
+    """Crop a random GT patch and the LQ patch that matches it (basicsr's paired_random_crop).
 
-    def __init__(self, gt_patch_size: int, scale: int = 1) -> None:
+    The size is ``gt_patch_size`` (GT pixels, BasicSR's gt_size) or ``lq_patch_size`` (LQ pixels: the paper's 64 at
+    every SR scale). ``scale`` defaults to the sample's own (the dataset's ``scale``), so one pipeline fits x2-x4.
+    """
+
+    def __init__(self, gt_patch_size: Optional[int] = None, scale: Optional[int] = None,
+                 lq_patch_size: Optional[int] = None) -> None:
+        if (gt_patch_size is None) == (lq_patch_size is None):
+            raise ValueError('PairedRandomCrop: give exactly one of gt_patch_size (GT pixels) and lq_patch_size '
+                             '(LQ pixels)')
         self.gt_patch_size = gt_patch_size
+        self.lq_patch_size = lq_patch_size
         self.scale = scale
 
     def __call__(self, results: dict) -> dict:
-        results['gt'], results['lq'] = paired_random_crop(results['gt'], results['lq'], self.gt_patch_size,
-                                                          self.scale, results.get('gt_path'))
+        scale = self.scale or results.get('scale', 1)
+        gt_patch_size = self.gt_patch_size or self.lq_patch_size * scale
+        results['gt'], results['lq'] = paired_random_crop(results['gt'], results['lq'], gt_patch_size, scale,
+                                                          results.get('gt_path'))
         return results
 
 
@@ -47,9 +58,9 @@ class PairedFlipRotate:
 class AddGaussianNoise:
     """LQ = GT + Gaussian noise: the paper's fixed test noise (``sigma``) or blind training noise (``sigma_range``).
 
-    With ``sigma`` the noise is the protocol's (seed 0 for every image, ARCHITECTURE.md sec. 9), so the numbers
-    match the published ones; with ``sigma_range`` sigma ~ U[low, high] per sample, seeded from torch's global
-    RNG (which mmengine's ``randomness`` and the dataloader seed per worker).
+    With ``sigma`` the noise is the protocol's (seed 0 for every image: ``ramit_plugin.data.noise.reference_noise``),
+    so the numbers match the published ones; with ``sigma_range`` sigma ~ U[low, high] per sample, seeded from
+    torch's global RNG (which mmengine's ``randomness`` and the dataloader seed per worker).
     """
 
     def __init__(self, sigma: Optional[float] = None, sigma_range: Optional[Sequence[float]] = None) -> None:

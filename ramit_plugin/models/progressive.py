@@ -1,15 +1,17 @@
-"""Progressive patch training (paper sec. 10): patch and batch sizes that change at given iterations.
+"""Progressive patch training (the paper's training recipe): patch and batch sizes that change at given iterations.
 
 The dataloader keeps delivering the largest patch and batch; the model crops and subsamples each batch to the
 current stage (the approach of Restormer, a BasicSR fork), so BasicSR's loop, samplers and resume stay untouched.
 """
 from dataclasses import dataclass
-from typing import Mapping, Tuple
+from typing import Mapping, Optional, Tuple
 
 import torch
 
 Tensor = torch.Tensor
 OPTION = 'train:progressive'
+# What bounds the stages in BasicSR: the train dataset's patch and batch (the mmengine restorer names its own).
+LIMITS = ('datasets:train:gt_size', 'datasets:train:batch_size_per_gpu')
 
 
 @dataclass(frozen=True)
@@ -20,10 +22,14 @@ class ProgressiveSchedule:
     batch_sizes: Tuple[int, ...]
 
     @classmethod
-    def from_options(cls, prog: Mapping, gt_size: int, batch_size: int, scale: int = 1) -> 'ProgressiveSchedule':
-        """Validate ``train.progressive`` against the train dataset's gt_size/batch_size_per_gpu (ValueError)."""
+    def from_options(cls, prog: Mapping, gt_size: Optional[int], batch_size: Optional[int], scale: int = 1,
+                     option: str = OPTION, limits: Tuple[str, str] = LIMITS) -> 'ProgressiveSchedule':
+        """Validate ``prog`` (the option named ``option``) against the delivered patch/batch (ValueError).
+
+        ``limits`` names where ``gt_size`` and ``batch_size`` come from; None checks only the schedule itself.
+        """
         def fail(msg: str) -> None:
-            raise ValueError(f'{OPTION}: {msg}')
+            raise ValueError(f'{option}: {msg}')
 
         if not isinstance(prog, Mapping):
             fail('must be a mapping with keys iters, gt_sizes, batch_sizes')
@@ -45,14 +51,12 @@ class ProgressiveSchedule:
                  f'{len(batches)}')
         if iters[0] != 0 or any(b <= a for a, b in zip(iters, iters[1:])):
             fail(f'iters must start at 0 and increase strictly, got {list(iters)}')
-        for size in sizes:
-            if size <= 0 or size > gt_size or size % scale:
-                fail(f'gt_sizes {list(sizes)}: each must be positive, a multiple of the scale {scale} and at most '
-                     f'datasets:train:gt_size ({gt_size})')
-        for batch in batches:
-            if batch <= 0 or batch > batch_size:
-                fail(f'batch_sizes {list(batches)}: each must be between 1 and datasets:train:batch_size_per_gpu '
-                     f'({batch_size})')
+        most_size = f' and at most {limits[0]} ({gt_size})' if gt_size is not None else ''
+        if any(size <= 0 or size % scale or (gt_size is not None and size > gt_size) for size in sizes):
+            fail(f'gt_sizes {list(sizes)}: each must be positive, a multiple of the scale {scale}{most_size}')
+        most_batch = f'between 1 and {limits[1]} ({batch_size})' if batch_size is not None else 'at least 1'
+        if any(batch <= 0 or (batch_size is not None and batch > batch_size) for batch in batches):
+            fail(f'batch_sizes {list(batches)}: each must be {most_batch}')
         return cls(iters, sizes, batches)
 
     def stage(self, current_iter: int) -> int:

@@ -1,4 +1,7 @@
-"""`basicsr train/test` with the denoising, low-light and deraining option files (options/*_{CDN,GDN,LLE,DR}.yml)."""
+"""`basicsr train/test` with the denoising, low-light and deraining option files (options/*_{CDN,GDN,LLE,DR}.yml).
+
+Also `ramit mm-test` with the mmengine colour-denoising config against `basicsr test` on the same images.
+"""
 import re
 from pathlib import Path
 from typing import Dict, List
@@ -11,6 +14,7 @@ import yaml
 import ramit_plugin  # noqa: F401  (torchvision shim before basicsr)
 from basicsr.metrics import calculate_psnr
 from basicsr.utils import tensor2img
+from ramit_plugin.cli.mm import test_main as mm_test_main
 from ramit_plugin.data import NoisyImageDataset
 from ramit_plugin.resources import option_file
 
@@ -220,3 +224,21 @@ def test_noise_level_outside_0_255_is_a_one_line_error(tmp_path, reference_dir, 
     assert '\n' not in message and message.startswith('basicsr test: ')
     assert message.endswith("dataset 'McMaster_sigma25': sigma must be a noise level in [0, 255] (pixel units), "
                             "got 300")
+
+
+def test_mm_test_with_the_cdn_config_matches_basicsr_test(tmp_path, reference_dir, denoising_crops, run_basicsr,
+                                                          monkeypatch, capsys):
+    crops = denoising_crops['McMaster']
+    result = run_basicsr('test', '-opt', str(cdn_options(tmp_path, reference_dir, {'McMaster': crops})), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = log_metrics(tmp_path / 'results' / 'test_RAMiT-1_CDN')['McMaster_sigma25']
+    monkeypatch.chdir(tmp_path)
+    # The mmengine config's default test: McMaster at sigma 25; only the folder (its crops) and the variant change.
+    weights = reference_dir / 'weights' / 'RAMiT-1_CDN.pth'
+    argv = [str(option_file('mmengine_RAMiT_CDN.py')), '--checkpoint', str(weights), '--work-dir', str(tmp_path / 'mm'),
+            '--cfg-options', 'model.generator.variant=RAMiT-1', f'test_dataloader.dataset.data_root={crops}',
+            'test_dataloader.num_workers=0']
+    assert mm_test_main(argv, prog='ramit mm-test') == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    psnr, ssim = map(float, re.fullmatch(r'PSNR: (\S+) SSIM: (\S+)', line).groups())
+    assert psnr == pytest.approx(expected['psnr'], abs=0.01) and ssim == pytest.approx(expected['ssim'], abs=1e-4)

@@ -66,3 +66,32 @@ visualizer = dict(vis_backends=[dict(type='LocalVisBackend')])
 def tiny_config(tmp_path, sr_folders):
     """Write the tiny config for ``max_iters`` into tmp_path and return its path."""
     return lambda max_iters: write_tiny_config(tmp_path / 'tiny.py', sr_folders['root'], max_iters)
+
+
+@pytest.fixture(scope='session')
+def task_data(tmp_path_factory) -> Dict[str, Path]:
+    """4 generated images per task in the folder layouts the shipped configs name (their data_prefix).
+
+    'sr': Set5's layout, HR/img0.png (96x96) with LR_bicubic/X{2,3,4}/img0x{s}.png; 'clean': clean images for
+    denoising (48x48); 'paired': low/ + high/ (low-light) and input/ + target/ (deraining), darker LQ, same names.
+    """
+    root = tmp_path_factory.mktemp('tasks')
+    rng = np.random.default_rng(1)
+    for i in range(4):
+        hr = smooth_image(rng, 96)
+        write(root / 'sr' / 'HR' / f'img{i}.png', hr)
+        for scale in (2, 3, 4):
+            lr = cv2.resize(hr, (96 // scale, 96 // scale), interpolation=cv2.INTER_AREA)
+            write(root / 'sr' / 'LR_bicubic' / f'X{scale}' / f'img{i}x{scale}.png', lr)
+        clean = smooth_image(rng, 48)
+        write(root / 'clean' / f'img{i}.png', clean)
+        for lq_dir, gt_dir in (('low', 'high'), ('input', 'target')):
+            write(root / 'paired' / gt_dir / f'img{i}.png', clean)
+            write(root / 'paired' / lq_dir / f'img{i}.png', (clean * 0.4).astype(np.uint8))
+    return {name: root / name for name in ('sr', 'clean', 'paired')}
+
+
+def write(path: Path, img: np.ndarray) -> None:
+    """cv2.imwrite into a folder created on demand."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), img)

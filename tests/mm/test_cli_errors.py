@@ -4,6 +4,7 @@ import torch
 
 from ramit_plugin.cli.mm import test_main as mm_test_main
 from ramit_plugin.cli.mm import train_main
+from ramit_plugin.resources import option_file
 
 
 def error_line(capsys) -> str:
@@ -37,3 +38,10 @@ def test_unknown_variant_and_missing_data_folder(tmp_path, tiny_config, capsys):
                        f'train_dataloader.dataset.data_root={missing}'], prog='ramit mm-train') == 2
     assert error_line(capsys) == (f'ramit mm-train: error: PairedRestorationDataset: data_prefix.lq: '
                                   f"folder {missing / 'LR'} does not exist")
+
+
+def test_x3_config_before_the_x2_model_exists_names_the_missing_checkpoint(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert train_main([str(option_file('mmengine_RAMiT_SRx3.py'))], prog='ramit mm-train') == 2
+    assert error_line(capsys) == ('ramit mm-train: error: model.pretrained: checkpoint not found: '
+                                  'work_dirs/mmengine_RAMiT_SRx2/iter_500000.pth')

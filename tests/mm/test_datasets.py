@@ -11,7 +11,7 @@ from basicsr.utils.lmdb_util import make_lmdb_from_imgs
 from ramit_plugin.data.errors import DatasetError
 from ramit_plugin.data.noise import reference_noise, rgb_to_gray
 from ramit_plugin.mm.datasets import NoisyImageDataset, PairedRestorationDataset
-from ramit_plugin.mm.transforms import AddGaussianNoise
+from ramit_plugin.mm.transforms import AddGaussianNoise, PairedRandomCrop
 from ramit_plugin.registry import DATASETS
 
 PACK = dict(type='PackRestorationInputs')
@@ -127,3 +127,24 @@ def test_blind_training_noise_is_drawn_per_sample_after_the_crop(sr_folders):
 def test_noise_options_are_checked(kwargs, message):
     with pytest.raises(ValueError, match=message):
         AddGaussianNoise(**kwargs)
+
+
+def test_crop_in_lq_pixels_follows_the_datasets_scale(edsr_set5_like):
+    crop = dict(type='PairedRandomCrop', lq_patch_size=8)
+    dataset = PairedRestorationDataset(data_root=str(edsr_set5_like), data_prefix=dict(gt='HR', lq='LR_bicubic/X2'),
+                                       lq_tmpl='{}x2', scale=2, pipeline=[crop, PACK])
+    item = dataset[1]
+    assert item['inputs'].shape == (3, 8, 8) and item['data_samples'].gt.shape == (3, 16, 16)
+    for kwargs in (dict(), dict(gt_patch_size=16, lq_patch_size=8)):
+        with pytest.raises(ValueError, match='give exactly one of gt_patch_size'):
+            PairedRandomCrop(**kwargs)
+
+
+def test_lmdb_as_data_root_with_an_empty_prefix(sr_folders, tmp_path):
+    names = sorted(p.name for p in sr_folders['hr'].iterdir())
+    make_lmdb_from_imgs(str(sr_folders['hr']), str(tmp_path / 'clean.lmdb'), names, [Path(n).stem for n in names],
+                        multiprocessing_read=False)
+    # As the denoising configs name their folder: data_root is the set, data_prefix.gt ''.
+    dataset = NoisyImageDataset(data_root=str(tmp_path / 'clean.lmdb'), data_prefix=dict(gt=''), io_backend='lmdb',
+                                test_mode=True, pipeline=[PACK])
+    assert len(dataset) == 4 and torch.equal(dataset[1]['data_samples'].gt, rgb(sr_folders['hr'] / 'img1.png'))

@@ -51,3 +51,15 @@ def test_prediction_is_clamped_before_scoring():
 def test_unknown_metric_is_rejected():
     with pytest.raises(ValueError, match="subset of PSNR, SSIM, got \\['LPIPS'\\]"):
         PSNRSSIMMetric(metrics=('LPIPS',))
+
+
+def test_crop_border_scale_crops_each_samples_own_scale():
+    gt = torch.full((3, 12, 12), 0.5)
+    pred = torch.zeros_like(gt)
+    pred[:, 2:-2, 2:-2] = 0.5  # wrong only in the 2-pixel frame
+    metric = PSNRSSIMMetric(crop_border='scale', metrics=('PSNR',))
+    assert evaluate(metric, [dict(pred=pred, gt=gt, scale=2)])['PSNR'] == float('inf')
+    assert evaluate(PSNRSSIMMetric(crop_border='scale', metrics=('PSNR',)),
+                    [dict(pred=pred, gt=gt, scale=1)])['PSNR'] < 20
+    with pytest.raises(ValueError, match="crop_border must be a number of pixels or 'scale', got 'auto'"):
+        PSNRSSIMMetric(crop_border='auto')

@@ -1,9 +1,11 @@
-"""RAMiTRestorer and RAMiTDataPreprocessor: the three forward modes, padding of mixed sizes, the eval protocol."""
+"""RAMiTRestorer and RAMiTDataPreprocessor: forward modes, padding of mixed sizes, eval protocol, progressive."""
 import pytest
 import torch
 import torch.nn.functional as F
+from mmengine.logging import MessageHub
 from mmengine.structures import BaseDataElement
 
+from ramit_plugin.data.errors import DatasetError
 from ramit_plugin.mm.restorer import RAMiTRestorer
 from ramit_plugin.protocol import protocol_forward
 
@@ -70,3 +72,35 @@ def test_loss_and_tensor_modes(restorer):
 def test_unknown_mode_is_a_clear_error(restorer):
     with pytest.raises(ValueError, match="mode must be 'tensor', 'loss' or 'predict', got 'train'"):
         restorer(torch.zeros(1, 3, 8, 8), mode='train')
+
+
+def training_batch(restorer: RAMiTRestorer, count: int, size: int) -> dict:
+    """A preprocessed training batch of ``count`` LQ size x size patches with their 2x GT."""
+    pairs = [sample(size, size, seed) for seed in range(count)]
+    return restorer.data_preprocessor(dict(inputs=[p[0] for p in pairs], data_samples=[p[1] for p in pairs]),
+                                      training=True)
+
+
+def test_progressive_patches_follow_the_iteration_the_runner_records():
+    progressive = dict(iters=[0, 3], gt_sizes=[16, 32], batch_sizes=[2, 1])
+    restorer = RAMiTRestorer(generator=GENERATOR, progressive=progressive)
+    seen = []
+    restorer.generator.register_forward_hook(lambda module, args, out: seen.append(tuple(args[0].shape)))
+    hub = MessageHub.get_instance('test_progressive')  # the current hub, as a Runner's is while it trains
+    data = training_batch(restorer, 2, 16)
+    for finished in range(4):
+        hub.update_info('iter', finished)  # RuntimeInfoHook's record before each training iteration
+        restorer(**data, mode='loss')
+    # Iterations 1-2: LQ patch 8 (GT 16) at batch 2; from iteration 3: LQ 16 at batch 1.
+    assert seen == [(2, 3, 8, 8)] * 2 + [(1, 3, 16, 16)] * 2
+
+
+def test_progressive_schedule_errors_name_the_option():
+    with pytest.raises(ValueError, match=r'^model.progressive: iters must start at 0'):
+        RAMiTRestorer(generator=GENERATOR, progressive=dict(iters=[5], gt_sizes=[16], batch_sizes=[2]))
+    restorer = RAMiTRestorer(generator=GENERATOR, progressive=dict(iters=[0, 3], gt_sizes=[16, 64],
+                                                                   batch_sizes=[2, 1]))
+    # Larger than what the dataloader delivers: found at the first batch, a data error (one line in the CLIs).
+    with pytest.raises(DatasetError, match=r'^model.progressive: gt_sizes \[16, 64\]: each must be positive, a '
+                       r'multiple of the scale 2 and at most the GT patch the train pipeline delivers \(32\)$'):
+        restorer(**training_batch(restorer, 2, 16), mode='loss')

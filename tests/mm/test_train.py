@@ -1,12 +1,15 @@
-"""`ramit mm-train`: a tiny RAMiT trains with mmengine's Runner on CPU, saves, resumes, and runs on 2 processes."""
+"""`ramit mm-train`: a tiny RAMiT trains with mmengine's Runner: saves, resumes, keeps an EMA, runs on 2 ranks."""
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 import ramit_plugin.mm  # noqa: F401  (allows the checkpoints' numpy/HistoryBuffer globals for weights_only)
+from ramit_plugin.checkpoint import read_state_dict
+from ramit_plugin.cli.mm import test_main as mm_test_main
 from ramit_plugin.cli.mm import train_main
 
 
@@ -57,3 +60,35 @@ def test_two_process_cpu_run_with_torchrun(tmp_path, tiny_config):
     # The 4 validation images are split over the two ranks (2 iterations each), then gathered for the metric.
     assert 'Iter(val) [2/2]' in log and 'PSNR:' in log
     assert torch.load(work_dir / 'iter_4.pth', map_location='cpu')['meta']['iter'] == 4
+
+
+def test_ema_option_validates_saves_and_tests_the_averaged_weights(tmp_path, tiny_config, sr_folders, monkeypatch,
+                                                                    capsys):
+    monkeypatch.chdir(tmp_path)
+    config = str(tiny_config(4))
+    work_dir = tmp_path / 'work'
+    assert train_main([config, '--work-dir', str(work_dir), '--cfg-options', 'default_hooks.ema.type=EMAHook',
+                       'default_hooks.ema.momentum=0.5', 'default_hooks.checkpoint.interval=4'],
+                      prog='ramit mm-train') == 0
+    checkpoint = work_dir / 'iter_4.pth'
+    saved = torch.load(checkpoint, map_location='cpu')
+    # mmengine's EMAHook saves the averaged weights as 'state_dict' and the raw ones under 'ema_state_dict'.
+    ema = {k[len('generator.'):]: v for k, v in saved['state_dict'].items() if k.startswith('generator.')}
+    raw = {k[len('module.generator.'):]: v for k, v in saved['ema_state_dict'].items()
+           if k.startswith('module.generator.')}
+    assert ema.keys() == raw.keys() and any(not torch.equal(ema[k], raw[k]) for k in ema)
+    loaded = read_state_dict(checkpoint)
+    assert loaded.keys() == ema.keys() and all(torch.equal(loaded[k], ema[k]) for k in ema)
+
+    def mm_test(weights) -> float:
+        argv = [config, '--checkpoint', str(weights), '--work-dir', str(tmp_path / 'test')]
+        assert mm_test_main(argv, prog='ramit mm-test') == 0
+        return float(capsys.readouterr().out.split('PSNR: ')[-1].split()[0])
+
+    # Validation at iteration 4 ran the EMA weights: `ramit mm-test` on the checkpoint reproduces its PSNR, and the
+    # raw weights score differently.
+    val_psnr = next(r['PSNR'] for r in map(json.loads, next(work_dir.glob('*/vis_data/scalars.json')).read_text()
+                                                       .splitlines()) if 'PSNR' in r)
+    assert mm_test(checkpoint) == pytest.approx(val_psnr, abs=1e-4)
+    torch.save(raw, tmp_path / 'raw.pth')
+    assert abs(mm_test(tmp_path / 'raw.pth') - val_psnr) > 1e-3
