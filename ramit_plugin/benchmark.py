@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from .compilation import compile_network, uses_cuda_graphs
+from .compilation import CompiledTraining
 from .memory import measure
 from .precision import AMP_DTYPES
 
@@ -95,8 +95,7 @@ def bench_train(build_net, case: TrainCase, batch: int, patch: int, device: torc
     from identical weights and sees identical batches: their loss curves are directly comparable.
     """
     net = build_net().to(device).train().set_fast(case.path == 'fast')
-    forward = compile_network(net, device, case.compile_mode) if case.compile_mode else net
-    graphs = bool(case.compile_mode) and uses_cuda_graphs(case.compile_mode, device)
+    forward = CompiledTraining(net, device, case.compile_mode, distributed=False) if case.compile_mode else net
     opt = torch.optim.Adam(net.parameters(), lr=2e-4)
     scaler = torch.amp.GradScaler(device.type) if case.amp == 'fp16' else None
     losses: List[float] = []
@@ -107,8 +106,6 @@ def bench_train(build_net, case: TrainCase, batch: int, patch: int, device: torc
         synchronize(device)
         start = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        if graphs:
-            torch.compiler.cudagraph_mark_step_begin()
         with torch.autocast(device.type, dtype=AMP_DTYPES.get(case.amp), enabled=case.amp is not None):
             out = forward(data['lq'])
         loss = (out.float() - data['gt']).abs().mean()

@@ -55,6 +55,25 @@ def uses_cuda_graphs(mode: str, device: Union[str, torch.device], static_shapes:
     return torch.device(device).type == 'cuda' and resolve_mode(mode, device, static_shapes) in CUDA_GRAPH_MODES
 
 
+class CompiledTraining:
+    """A training forward through torch.compile: shapes fixed per patch size, each step marked for CUDA graphs.
+
+    Under DDP 'auto' means Inductor's default mode: CUDA graphs around DDP's gradient all-reduce are not something
+    we have measured, and the graph is split at gradient buckets there (no fullgraph). Not an nn.Module, so a
+    model holding it gains no '_orig_mod.' keys in its state dict.
+    """
+
+    def __init__(self, module: nn.Module, device: Union[str, torch.device], mode: str, distributed: bool):
+        self.mode = 'default' if distributed and mode == 'auto' else mode
+        self.compiled = compile_network(module, device, self.mode, fullgraph=not distributed)
+        self.cuda_graphs = uses_cuda_graphs(self.mode, device)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs may be overwritten
+        return self.compiled(x)
+
+
 def compile_options(value: Union[None, bool, str, Mapping], option: str) -> Optional[dict]:
     """``train: compile`` as written in an option file -> None (off) or {'mode': ...}; ValueError naming ``option``.
 

@@ -34,6 +34,12 @@ def datasets_dir() -> Path:
     return require_shared('datasets')
 
 
+@pytest.fixture(scope='session')
+def inductor_cache(tmp_path_factory) -> Path:
+    """One Inductor kernel cache for the suite's torch.compile tests: the tiny network compiles once (~1.5 min)."""
+    return tmp_path_factory.mktemp('inductor')
+
+
 def require_cuda() -> None:
     """Skip unless a CUDA GPU is present (CUDA checks are run by tools/gpu_check.py on a GPU machine)."""
     import torch

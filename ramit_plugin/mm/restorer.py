@@ -9,6 +9,7 @@ from mmengine.structures import BaseDataElement
 
 from ..archs.ramit_arch import RAMiT
 from ..checkpoint import load_checkpoint
+from ..compilation import CompiledTraining, compile_options
 from ..data.errors import DatasetError
 from ..models.progressive import ProgressiveSchedule, crop_batch, stage_message
 from ..protocol import EVAL_MULTIPLE, protocol_forward
@@ -65,14 +66,16 @@ class RAMiTRestorer(BaseModel):
     for the generator, loaded at construction (keys starting with a prefix in ``pretrained_exclude`` skipped).
     ``progressive=dict(iters, gt_sizes, batch_sizes)``: progressive patches as BasicSR's ``train.progressive``; the
     dataloader delivers the largest patch and batch, and each training batch is cropped and subsampled to the
-    stage of the current iteration (ramit_plugin.models.progressive).
+    stage of the current iteration (ramit_plugin.models.progressive). ``compile``: True, a mode name or
+    dict(mode=...) runs the training forward through torch.compile (ramit_plugin.compilation: CUDA graphs on one
+    GPU in mode 'auto'); validation and test stay uncompiled (their image sizes vary), checkpoints keep plain keys.
     """
 
     def __init__(self, generator: dict, pixel_loss: Optional[dict] = None,
                  data_preprocessor: Union[dict, BaseDataPreprocessor, None] = None,
                  eval_multiple: int = EVAL_MULTIPLE, pretrained: Optional[str] = None,
                  pretrained_exclude: Sequence[str] = (), progressive: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None) -> None:
+                 compile: Union[None, bool, str, dict] = None, init_cfg: Optional[dict] = None) -> None:
         if data_preprocessor is None or isinstance(data_preprocessor, dict):
             data_preprocessor = MODELS.build(data_preprocessor or dict(type='RAMiTDataPreprocessor'))
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -91,6 +94,19 @@ class RAMiTRestorer(BaseModel):
         self.progressive = None if progressive is None else ProgressiveSchedule.from_options(
             progressive, None, None, self.generator.upscale, option=PROGRESSIVE_OPTION)
         self._stage: Optional[int] = None
+        self.compile_opt = compile_options(compile, 'model.compile')
+        self._compiled: Optional[CompiledTraining] = None
+
+    def _train_forward(self, inputs: Tensor) -> Tensor:
+        """The generator on a training batch, compiled on first use (the device is known then) if ``compile``."""
+        if self.compile_opt is None:
+            return self.generator(inputs)
+        if self._compiled is None:
+            self._compiled = CompiledTraining(self.generator, inputs.device, self.compile_opt['mode'],
+                                              torch.distributed.is_initialized())
+            print_log(f'model.compile: training forward compiled with torch.compile (mode {self._compiled.mode})',
+                      logger='current')
+        return self._compiled(inputs)
 
     def forward(self, inputs: Tensor, data_samples: Optional[List[BaseDataElement]] = None,
                 mode: str = 'tensor') -> Union[Tensor, Dict[str, Tensor], List[BaseDataElement]]:
@@ -101,7 +117,7 @@ class RAMiTRestorer(BaseModel):
             target = torch.stack([sample.gt for sample in data_samples]).to(inputs)
             if self.progressive is not None:
                 inputs, target = self._progressive_crop(inputs, target)
-            return dict(loss=self.pixel_loss(self.generator(inputs), target))
+            return dict(loss=self.pixel_loss(self._train_forward(inputs), target))
         if mode == 'predict':
             return self.predict(inputs, data_samples)
         raise ValueError(f"RAMiTRestorer: mode must be 'tensor', 'loss' or 'predict', got {mode!r}")

@@ -28,7 +28,7 @@ from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from ..checkpoint import load_checkpoint, load_file, unwrap_state_dict
-from ..compilation import cache_report, compile_network, compile_options, uses_cuda_graphs
+from ..compilation import CompiledTraining, cache_report, compile_options
 from ..fileio import atomic_output
 from ..precision import AMP_DTYPES
 from ..protocol import EVAL_MULTIPLE, protocol_forward
@@ -165,18 +165,12 @@ class RAMiTModel(SRModel):
         'auto' mode records CUDA graphs. Validation images vary in size and stay uncompiled.
         """
         options = compile_options(option, 'train:compile')
-        self.train_forward = self.net_g
         self._compile_pending = options is not None
-        self._mark_cuda_graph_steps = False
-        if options is None:
-            return
-        mode = options['mode']
-        if self.opt['dist'] and mode == 'auto':
-            mode = 'default'  # CUDA graphs around DDP's gradient all-reduce are not something we have measured
-        self.train_forward = compile_network(self.net_g, self.device, mode, fullgraph=not self.opt['dist'])
-        self._mark_cuda_graph_steps = uses_cuda_graphs(mode, self.device)
-        get_root_logger().info(f'train:compile: training forward compiled with torch.compile (mode {mode}); '
-                               'the first iteration includes the compilation')
+        self.train_forward = self.net_g
+        if options is not None:
+            self.train_forward = CompiledTraining(self.net_g, self.device, options['mode'], self.opt['dist'])
+            get_root_logger().info(f'train:compile: training forward compiled with torch.compile (mode '
+                                   f'{self.train_forward.mode}); the first iteration includes the compilation')
 
     def _setup_amp(self, amp: Optional[str]):
         """(autocast dtype or None, GradScaler or None) for train.amp = bf16 | fp16 | None."""
@@ -203,8 +197,6 @@ class RAMiTModel(SRModel):
         self.optimizer_g.zero_grad(set_to_none=True)
         autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype
                     else contextlib.nullcontext())
-        if self._mark_cuda_graph_steps:
-            torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs may be overwritten
         start = time.perf_counter()
         with autocast:
             self.output = self.train_forward(self.lq)

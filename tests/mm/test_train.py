@@ -92,3 +92,18 @@ def test_ema_option_validates_saves_and_tests_the_averaged_weights(tmp_path, tin
     assert mm_test(checkpoint) == pytest.approx(val_psnr, abs=1e-4)
     torch.save(raw, tmp_path / 'raw.pth')
     assert abs(mm_test(tmp_path / 'raw.pth') - val_psnr) > 1e-3
+
+
+def test_compiled_training_forward_keeps_plain_checkpoints(tmp_path, tiny_config, inductor_cache, monkeypatch):
+    """model.compile=True: the tiny run trains through torch.compile (the BasicSR compile test's kernels, same
+    network and patch, come from the shared cache) and saves the generator under its plain keys."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv('TORCHINDUCTOR_CACHE_DIR', str(inductor_cache))
+    work_dir = tmp_path / 'work'
+    assert train_main([str(tiny_config(4)), '--work-dir', str(work_dir), '--cfg-options', 'model.compile=True'],
+                      prog='ramit mm-train') == 0
+    log = next(work_dir.glob('*/*.log')).read_text()
+    assert 'model.compile: training forward compiled with torch.compile (mode auto)' in log
+    state = torch.load(work_dir / 'iter_4.pth', map_location='cpu')['state_dict']
+    assert not any('_orig_mod' in key for key in state) and 'generator.shallow.conv.weight' in state
+    assert len([r for r in scalars(work_dir) if r['loss'] == r['loss']]) == 4  # four finite (non-NaN) losses
