@@ -1,7 +1,7 @@
 # RAMiT x2 super-resolution with mmengine's Runner:  ramit mm-train options/mmengine_RAMiT_SRx2.py
 # Test a checkpoint (the authors' raw .pth, or one this config saved) on Set5:
 #   ramit mm-test options/mmengine_RAMiT_SRx2.py --checkpoint RAMiT_X2.pth
-# Paper recipe (ARCHITECTURE.md sec. 10) in iterations: 500 epochs of 1,000 iterations at total batch 64, 20
+# Paper recipe (README: "Training on DIV2K") in iterations: 500 epochs of 1,000 iterations at total batch 64, 20
 # warm-up epochs, lr halved at epochs 200, 300, 400, 425, 450, 475. Other variants: change model.generator.variant
 # ('RAMiT', 'RAMiT-1', 'RAMiT-slimSR'); other scales: `scale` below (and the LR folders).
 
@@ -16,8 +16,6 @@ model = dict(
     pixel_loss=dict(type='L1Loss', loss_weight=1.0, reduction='mean'),
     # Stacks the batch on the device; RAMiT normalises its input itself with the published statistics.
     data_preprocessor=dict(type='RAMiTDataPreprocessor'),
-    # Validation/test pad symmetrically to this multiple (4 * window size) and crop back, as the paper does.
-    eval_multiple=32,
     # Weights to start from, in any form (authors' raw .pth, BasicSR, mmengine); for an x3/x4 warm start from an
     # x2 model add pretrained_exclude=('to_target.',).
     pretrained=None)

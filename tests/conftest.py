@@ -32,3 +32,11 @@ def reference_dir() -> Path:
 def datasets_dir() -> Path:
     """../shared/datasets (Set5, Set14, Urban100, CBSD68, Kodak24, McMaster, BSD68, Set12)."""
     return require_shared('datasets')
+
+
+@pytest.fixture
+def umask_022():
+    """Run with the common umask 022 (restored afterwards)."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)

@@ -15,7 +15,7 @@ FUNCTIONS = {'PSNR': calculate_psnr, 'SSIM': calculate_ssim}
 class PSNRSSIMMetric(BaseMetric):
     """Mean PSNR and/or SSIM of the predictions against GT.
 
-    The prediction is clamped to [0, 1] and rounded to uint8 (ARCHITECTURE.md sec. 9), then basicsr's
+    The prediction is clamped to [0, 1] and rounded to uint8 (the paper's protocol, see the README), then basicsr's
     ``calculate_psnr``/``calculate_ssim`` run with ``crop_border`` and ``test_y_channel`` (BT.601 Y, as for SR
     and deraining; RGB for denoising and LLE).
     """

@@ -1,14 +1,16 @@
 """RAMiT in mmengine's MODELS: the network itself, a data preprocessor and a restoration model for the Runner."""
+import logging
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
+from mmengine.logging import print_log
 from mmengine.model import BaseDataPreprocessor, BaseModel
 from mmengine.structures import BaseDataElement
 
 from ..archs.ramit_arch import RAMiT
 from ..checkpoint import load_checkpoint
-from ..protocol import EVAL_MULTIPLE, protocol_forward
+from ..protocol import protocol_forward
 from ..registry import MODELS
 
 Tensor = torch.Tensor
@@ -51,17 +53,18 @@ def _unit_range(img: Tensor) -> Tensor:
 
 @MODELS.register_module()
 class RAMiTRestorer(BaseModel):
-    """A RAMiT network trained with a pixel loss and evaluated with the paper's protocol (ARCHITECTURE.md sec. 9).
+    """A RAMiT network trained with a pixel loss and evaluated with the paper's protocol (``ramit_plugin.protocol``).
 
     ``forward(inputs, data_samples, mode)``: 'tensor' returns the raw network output, 'loss' a dict with the
     pixel loss against ``data_samples[i].gt``, 'predict' the samples with ``pred`` set (padded symmetrically to
-    ``eval_multiple``, run, cropped to H*s x W*s; not clamped, the metric quantises). ``pretrained``: weights
-    for the generator, loaded at construction (keys starting with a prefix in ``pretrained_exclude`` skipped).
+    the generator's ``pad_unit``, run, cropped to H*s x W*s; not clamped, the metric quantises). ``pretrained``:
+    weights for the generator, loaded at construction (keys starting with a prefix in ``pretrained_exclude``
+    skipped). ``eval_multiple`` is accepted for older configs only: the padding unit is the generator's.
     """
 
     def __init__(self, generator: dict, pixel_loss: Optional[dict] = None,
                  data_preprocessor: Union[dict, BaseDataPreprocessor, None] = None,
-                 eval_multiple: int = EVAL_MULTIPLE, pretrained: Optional[str] = None,
+                 eval_multiple: Optional[int] = None, pretrained: Optional[str] = None,
                  pretrained_exclude: Sequence[str] = (), init_cfg: Optional[dict] = None) -> None:
         if data_preprocessor is None or isinstance(data_preprocessor, dict):
             data_preprocessor = MODELS.build(data_preprocessor or dict(type='RAMiTDataPreprocessor'))
@@ -72,7 +75,10 @@ class RAMiTRestorer(BaseModel):
             # map onto 'generator.'); e.g. pretrained_exclude=('to_target.',) warm-starts x3/x4 from an x2 model.
             load_checkpoint(self.generator, pretrained, exclude=pretrained_exclude)
         self.pixel_loss = MODELS.build(pixel_loss or dict(type='L1Loss'))
-        self.eval_multiple = eval_multiple
+        if eval_multiple not in (None, self.generator.pad_unit):
+            print_log(f'RAMiTRestorer: eval_multiple={eval_multiple} ignored; the protocol pads to the generator\'s '
+                      f'pad_unit ({self.generator.pad_unit} = 4 x window_size)', logger='current',
+                      level=logging.WARNING)
 
     def forward(self, inputs: Tensor, data_samples: Optional[List[BaseDataElement]] = None,
                 mode: str = 'tensor') -> Union[Tensor, Dict[str, Tensor], List[BaseDataElement]]:
@@ -94,10 +100,10 @@ class RAMiTRestorer(BaseModel):
             data_samples = [BaseDataElement() for _ in range(inputs.shape[0])]
         sizes = [sample.metainfo.get('input_size', tuple(inputs.shape[-2:])) for sample in data_samples]
         if all(tuple(size) == tuple(inputs.shape[-2:]) for size in sizes):
-            outputs = list(protocol_forward(self.generator, inputs, multiple=self.eval_multiple))
+            outputs = list(protocol_forward(self.generator, inputs))
         else:
             # Zero-padding from batching must not leak into the protocol's mirror padding: one image at a time.
-            outputs = [protocol_forward(self.generator, x[None, :, :h, :w], multiple=self.eval_multiple)[0]
+            outputs = [protocol_forward(self.generator, x[None, :, :h, :w])[0]
                        for x, (h, w) in zip(inputs, sizes)]
         for sample, out in zip(data_samples, outputs):
             sample.pred = out

@@ -47,7 +47,7 @@ class PairedFlipRotate:
 class AddGaussianNoise:
     """LQ = GT + Gaussian noise: the paper's fixed test noise (``sigma``) or blind training noise (``sigma_range``).
 
-    With ``sigma`` the noise is the protocol's (seed 0 for every image, ARCHITECTURE.md sec. 9), so the numbers
+    With ``sigma`` the noise is the protocol's (seed 0 for every image, ``ramit_plugin.data.noise``), so the numbers
     match the published ones; with ``sigma_range`` sigma ~ U[low, high] per sample, seeded from torch's global
     RNG (which mmengine's ``randomness`` and the dataloader seed per worker).
     """

@@ -104,7 +104,7 @@ TEST_SETS = {
 
 @pytest.mark.parametrize('name', sorted(TRAIN_FILES) + sorted(TEST_SETS))
 def test_shipped_restoration_option_files_follow_the_paper_recipe(name):
-    from ramit_plugin.cli.basicsr_cmd import load_options
+    from ramit_plugin.option_checks import load_options
     opt = load_options(str(option_file(name)))
     variant, kind = re.match(r'(?:train|test)_(.+)_(CDN|GDN|LLE|DR)\.yml', name).groups()
     assert opt['model_type'] == 'RAMiTModel' and opt['num_gpu'] == 'auto' and 'scale' not in opt

@@ -2,8 +2,17 @@
 import pytest
 import torch
 
-from ramit_plugin.cli.mm import test_main as mm_test_main
-from ramit_plugin.cli.mm import train_main
+from ramit_cli.main import main
+
+
+def train_main(argv, prog):
+    """`ramit mm-train ARGV` in this process; returns the exit status."""
+    return main(['mm-train', *argv], prog=prog.split()[0])
+
+
+def mm_test_main(argv, prog):
+    """`ramit mm-test ARGV` in this process; returns the exit status."""
+    return main(['mm-test', *argv], prog=prog.split()[0])
 
 
 def error_line(capsys) -> str:
@@ -37,3 +46,19 @@ def test_unknown_variant_and_missing_data_folder(tmp_path, tiny_config, capsys):
                        f'train_dataloader.dataset.data_root={missing}'], prog='ramit mm-train') == 2
     assert error_line(capsys) == (f'ramit mm-train: error: PairedRestorationDataset: data_prefix.lq: '
                                   f"folder {missing / 'LR'} does not exist")
+
+
+def test_missing_data_is_named_before_the_runner_starts(tmp_path, tiny_config, capsys, monkeypatch):
+    """One line, the path named as missing, and nothing created (no work_dirs/, no logs)."""
+    config = str(tiny_config(4))
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    missing = tmp_path / 'DIV2K'
+    assert train_main([config, '--cfg-options', f'train_dataloader.dataset.data_root={missing}',
+                       "train_dataloader.dataset.io_backend='lmdb'"], prog='ramit mm-train') == 2
+    assert error_line(capsys) == (f'ramit mm-train: error: PairedRestorationDataset: data_prefix.lq: '
+                                  f"folder {missing / 'LR'} does not exist")
+    assert mm_test_main([config, '--checkpoint', 'w.pth', '--cfg-options',
+                         f'test_dataloader.dataset.data_root={missing}'], prog='ramit mm-test') == 2
+    assert error_line(capsys).endswith(f"folder {missing / 'LR'} does not exist")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

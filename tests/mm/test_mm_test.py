@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from ramit_plugin.cli.mm import test_main as mm_test_main
+from ramit_cli.main import main
 from ramit_plugin.resources import option_file
 
 CONFIG = str(option_file('mmengine_RAMiT_SRx2.py'))
@@ -12,9 +12,9 @@ CONFIG = str(option_file('mmengine_RAMiT_SRx2.py'))
 def run_mm_test(tmp_path, weights: str, set5, monkeypatch) -> int:
     """`ramit mm-test` with the shipped config on ../shared's Set5, RAMiT-1, in tmp_path."""
     monkeypatch.chdir(tmp_path)
-    return mm_test_main([CONFIG, '--checkpoint', weights, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
-                         'model.generator.variant=RAMiT-1', f'test_dataloader.dataset.data_root={set5}',
-                         'test_dataloader.num_workers=0'], prog='ramit mm-test')
+    return main(['mm-test', CONFIG, '--checkpoint', weights, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+                 'model.generator.variant=RAMiT-1', f'test_dataloader.dataset.data_root={set5}',
+                 'test_dataloader.num_workers=0'], prog='ramit')
 
 
 def test_raw_published_checkpoint_reproduces_set5_psnr_and_ssim(reference_dir, datasets_dir, tmp_path, monkeypatch,

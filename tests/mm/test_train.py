@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 import ramit_plugin.mm  # noqa: F401  (allows the checkpoints' numpy/HistoryBuffer globals for weights_only)
-from ramit_plugin.cli.mm import train_main
+from ramit_cli.main import main
 
 
 def scalars(work_dir: Path) -> list:
@@ -22,15 +22,14 @@ def test_train_20_iterations_saves_and_resumes_at_the_right_iteration(tmp_path, 
     monkeypatch.chdir(tmp_path)
     config = tiny_config(10)
     work_dir = tmp_path / 'work'
-    assert train_main([str(config), '--work-dir', str(work_dir)], prog='ramit mm-train') == 0
+    assert main(['mm-train', str(config), '--work-dir', str(work_dir)], prog='ramit') == 0
     checkpoint = work_dir / 'iter_10.pth'
     assert checkpoint.is_file() and (work_dir / 'last_checkpoint').read_text().strip() == str(checkpoint)
     # mmengine itself loads it with torch.load's weights_only default; so must anyone else.
     assert torch.load(checkpoint, map_location='cpu')['meta']['iter'] == 10
 
-    assert train_main([str(config), '--work-dir', str(work_dir), '--resume',
-                       '--cfg-options', 'train_cfg.max_iters=20', 'train_cfg.val_interval=20'],
-                      prog='ramit mm-train') == 0
+    assert main(['mm-train', str(config), '--work-dir', str(work_dir), '--resume',
+                 '--cfg-options', 'train_cfg.max_iters=20', 'train_cfg.val_interval=20'], prog='ramit') == 0
     records = scalars(work_dir)
     assert [r['iter'] for r in records] == list(range(1, 21))  # the resumed run logged 11..20, nothing twice
     lrs = {r['iter']: r['lr'] for r in records}
@@ -48,7 +47,7 @@ def test_two_process_cpu_run_with_torchrun(tmp_path, tiny_config):
     work_dir = tmp_path / 'work'
     # --standalone: a local rendezvous on a free port.
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-           '-m', 'ramit_plugin.cli.main', 'mm-train', str(config), '--work-dir', str(work_dir),
+           '-m', 'ramit_cli', 'mm-train', str(config), '--work-dir', str(work_dir),
            '--launcher', 'pytorch', '--cfg-options', 'default_hooks.checkpoint.interval=4']
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
