@@ -29,6 +29,18 @@ def reference_dir() -> Path:
 
 
 @pytest.fixture(scope='session')
+def golden_dir() -> Path:
+    """../shared/ramit_reference/golden: the authors' code's outputs (made with their code, not downloadable)."""
+    return require_shared('ramit_reference', 'golden')
+
+
+@pytest.fixture(scope='session')
+def keys_dir() -> Path:
+    """../shared/ramit_reference/keys: key, shape and dtype of every tensor of each reference checkpoint."""
+    return require_shared('ramit_reference', 'keys')
+
+
+@pytest.fixture(scope='session')
 def datasets_dir() -> Path:
     """../shared/datasets (Set5, Set14, Urban100, CBSD68, Kodak24, McMaster, BSD68, Set12)."""
     return require_shared('datasets')

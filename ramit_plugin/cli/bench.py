@@ -22,7 +22,7 @@ import torch
 from ..archs.ramit_arch import RAMiT
 from ..checkpoint import describe, network_config
 from ..complexity import count_macs, count_params
-from ..errors import OptionError
+from ..errors import OptionError, RunError
 from ..hub import resolve_weights
 from ..inference import build_network
 from .runtime import set_threads
@@ -115,7 +115,7 @@ def tiled_peak(net: RAMiT, size: int, tile: int, device: str) -> dict:
         proc = subprocess.run(cmd, capture_output=True, text=True)
         seconds = time.perf_counter() - start
         if proc.returncode:
-            raise RuntimeError(f'tiled inference failed: {proc.stderr.strip().splitlines()[-1:]}')
+            raise RunError(f'tiled inference failed: {proc.stderr.strip().splitlines()[-1:]}')
         # ru_maxrss (KiB on Linux) of the largest waited-for child: that subprocess, start to end.
         peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return dict(size=size, scale=net.upscale, tile=tile, seconds=seconds, peak_rss_mib=peak_kib / 1024)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import describe, network_config
-from ..errors import OptionError
+from ..errors import OptionError, RunError
 from ..fileio import atomic_output
 from ..hub import resolve_weights
 from ..inference import build_network
@@ -44,7 +44,7 @@ def verify_onnx(net: torch.nn.Module, path: Path, sizes: Sequence[Tuple[int, int
             ref = net(x).numpy()
         got = session.run(None, {'input': x.numpy()})[0]
         if got.shape != ref.shape:
-            raise ValueError(f'{path}: ONNX output shape {got.shape} for input {tuple(x.shape)}, torch gives '
+            raise RunError(f'{path}: ONNX output shape {got.shape} for input {tuple(x.shape)}, torch gives '
                              f'{ref.shape}')
         worst = max(worst, float(np.abs(got - ref).max()))
     return worst

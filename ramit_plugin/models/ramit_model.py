@@ -9,7 +9,7 @@ CPU-capable DDP wrapping.
 import contextlib
 from collections import OrderedDict
 from os import path as osp
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, Optional
 
 import torch
 import torch.distributed as dist

@@ -121,7 +121,8 @@ def test_make_lmdb_failure_leaves_no_half_lmdb_and_keeps_the_old_one(tmp_path, c
 
 @pytest.mark.parametrize('setup,message', [
     (lambda d: None, '--input {d}: no such folder'),
-    (lambda d: d.mkdir(), '--input {d}: no images (.png, .jpg, .jpeg, .bmp, .tif, .tiff, .webp, .ppm, .pgm) in this folder'),
+    (lambda d: d.mkdir(),
+     '--input {d}: no images (.png, .jpg, .jpeg, .bmp, .tif, .tiff, .webp, .ppm, .pgm) in this folder'),
     (lambda d: write_images(d, {'a b.png': (4, 4, 3)}),
      "{d}/a b.png: 'a b' cannot be an LMDB key: BasicSR needs ASCII names without spaces or dots before the "
      'extension; rename the file'),

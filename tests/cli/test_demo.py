@@ -106,7 +106,7 @@ def test_the_trained_demo_checkpoint_runs_through_ramit_infer(demo_run, tmp_path
     # fuse_expand_groups 1.
     assert out[0].startswith('RAMiT x2 SR (3 channels) with dim=16, depths=(1, 1, 1, 1), num_heads=(2, 2, 2, 2), '
                              f'fuse_expand_groups=1 from {weights}')
-    assert out[-1] == f'out: 1 written, 0 skipped (output exists; --overwrite replaces it), 0 failed, of 1 image(s)'
+    assert out[-1] == 'out: 1 written, 0 skipped (output exists; --overwrite replaces it), 0 failed, of 1 image(s)'
     result = cv2.imread(str(tmp_path / 'out' / 'chelseax2_RAMiT_x2.png'))
     assert result.shape == cv2.imread(str(workdir / 'data' / 'val_HR' / 'chelsea.png')).shape
     # BasicSR's checkpoint (through RAMiTModel's atomic save) is readable by the umask, like BasicSR's own files.
