@@ -45,9 +45,13 @@ def test_console_scripts_and_module_run_the_front_end(tmp_path):
         assert proc.returncode == 0 and 'mm-train' in proc.stdout, cmd
     assert 'usage: basicsr <command>' in subprocess.run([str(bin_dir / 'basicsr')], capture_output=True,
                                                         text=True, timeout=60).stdout
-    # Scripts generated as `from ramit_plugin.cli.main import main` keep working.
+    # Scripts generated as `from ramit_plugin.cli.main import main`, and `-m ramit_plugin.cli.main`, keep working.
     from ramit_plugin.cli.main import main as former
     assert former is main
+    proc = subprocess.run([sys.executable, '-m', 'ramit_plugin.cli.main', 'infer', '-i', 'nope.png', '-o', 'o',
+                           '--weights', 'w.pth'], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == 'ramit infer: error: -i nope.png: no such file, folder or matching images'
 
 
 def test_parser_choices_agree_with_the_network():
