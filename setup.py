@@ -17,19 +17,19 @@ setup(
     python_requires='>=3.9',
     # The repo's flat options/ folder is installed as ramit_plugin/options, so `ramit demo` and the option
     # files work from a wheel too; MANIFEST.in puts the same files into the sdist.
-    packages=find_packages(include=['ramit_plugin', 'ramit_plugin.*']) + ['ramit_plugin.options'],
+    packages=find_packages(include=['ramit_plugin', 'ramit_plugin.*', 'ramit_cli']) + ['ramit_plugin.options'],
     package_dir={'ramit_plugin.options': 'options'},
     package_data={'ramit_plugin.options': ['*.yml', '*.py']},
     install_requires=[
         'torch>=2.1',
         'torchvision>=0.16',
-        'basicsr>=1.4.2',
+        'basicsr==1.4.2',  # ramit_plugin.basicsr_compat and compat.py adapt this version's internals
         'mmengine>=0.10.0',
         'lmdb>=1.4',
         'opencv-python>=4.8',
+        'pillow>=9.0',  # image headers (ramit_plugin.image_files)
         'numpy>=1.24',
         'pyyaml>=6.0',
-        'einops>=0.7',
         'tqdm>=4.60',
         'scikit-image>=0.21',
         'tensorboard>=2.14',
@@ -40,7 +40,8 @@ setup(
         'test': ['pytest>=7.4', 'onnx>=1.15', 'onnxruntime>=1.17', 'build>=1.0'],
         'export': ['onnx>=1.15', 'onnxruntime>=1.17'],
     },
-    entry_points={'console_scripts': ['ramit=ramit_plugin.cli.main:main', 'basicsr=ramit_plugin.cli.main:main']},
+    # ramit_cli parses arguments with the standard library only, so `--help` answers without importing torch.
+    entry_points={'console_scripts': ['ramit=ramit_cli.main:main', 'basicsr=ramit_cli.main:main']},
     classifiers=[
         'Programming Language :: Python :: 3',
         'Topic :: Scientific/Engineering :: Image Processing',

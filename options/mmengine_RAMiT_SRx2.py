@@ -16,8 +16,6 @@ model = dict(
     pixel_loss=dict(type='L1Loss', loss_weight=1.0, reduction='mean'),
     # Stacks the batch on the device; RAMiT normalises its input itself with the published statistics.
     data_preprocessor=dict(type='RAMiTDataPreprocessor'),
-    # Validation/test pad symmetrically to this multiple (4 * window size) and crop back, as the paper does.
-    eval_multiple=32,
     # Weights to start from, in any form (authors' raw .pth, BasicSR, mmengine); mmengine_RAMiT_SRx3.py shows the
     # x3/x4 warm start from an x2 model (pretrained_exclude=('to_target.',) plus WarmStartHook).
     pretrained=None)

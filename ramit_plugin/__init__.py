@@ -1,7 +1,7 @@
 """ramit-plugin: the RAMiT restoration network as a BasicSR plugin, also registered into mmengine."""
 from . import compat  # noqa: F401  (must run before anything imports basicsr)
 from .archs import RAMiT, resolve_config  # noqa: F401
-from .checkpoint import describe_state_dict, load_checkpoint, read_state_dict  # noqa: F401
+from .checkpoint import describe_state_dict, infer_config, load_checkpoint, read_checkpoint  # noqa: F401
 from .complexity import count_macs, count_params  # noqa: F401
 from . import data, losses  # noqa: F401
 from . import models  # noqa: F401

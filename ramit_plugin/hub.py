@@ -1,25 +1,27 @@
 """The authors' 15 published checkpoints by name: download once, verify the git blob id, reuse from a cache.
 
 Files come from ``$RAMIT_URL_BASE/<file>`` (default: the authors' repository) into ``$RAMIT_CACHE``
-(default ``~/.cache/ramit_plugin``). A download goes to a temporary ``.part`` file in the cache folder, is
-checked for its full length and its git blob id, and only then renamed into place; anything that fails is
-deleted. A cached file is re-hashed on every use (at most 4 MB, a few milliseconds), so a file changed in
-the cache is noticed, deleted and fetched again rather than used.
+(default ``~/.cache/ramit_plugin``). The transfer is torch.hub's ``download_url_to_file`` (progress bar,
+partial file removed on failure); ours is only the check: the download lands in a hidden temporary file in the
+cache folder, is checked against its git blob id (torch.hub checks SHA-256 prefixes, which the authors do not
+publish), and only then renamed into place; anything that fails is deleted. A cached file is re-hashed on every
+use (at most 4 MB, a few milliseconds), so a file changed in the cache is noticed, deleted and fetched again.
 """
 import hashlib
 import os
 import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
 
+from .checkpoint import CheckpointNotFoundError
+from .errors import RunError
 from .fileio import atomic_output
 
 DEFAULT_URL_BASE = 'https://github.com/rami0205/RAMiT/raw/main/pretrained'
 URL_BASE_ENV = 'RAMIT_URL_BASE'
 CACHE_ENV = 'RAMIT_CACHE'
-CHUNK = 1 << 16
+CHUNK = 1 << 16  # bytes per read while hashing
 
 
 @dataclass(frozen=True)
@@ -70,8 +72,8 @@ def _published() -> Dict[str, PublishedModel]:
 PUBLISHED: Dict[str, PublishedModel] = _published()
 
 
-class HubError(RuntimeError):
-    """A published checkpoint could not be fetched or failed verification (one-line message)."""
+class HubError(RunError, RuntimeError):
+    """A published checkpoint could not be fetched or failed verification (one-line message, exit status 1)."""
 
 
 def url_base() -> str:
@@ -126,43 +128,28 @@ def download(model: PublishedModel, progress: bool = True) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     url = f'{url_base()}/{model.file}'
     with atomic_output(path) as tmp:
-        with open(tmp, 'wb') as out:
-            _fetch(url, out, model.file, progress)
+        _fetch(url, tmp, progress)
         found = git_blob_id(tmp)
         if found != model.blob_id:
-            raise HubError(f'{url}: downloaded file has git blob id {found}, expected {model.blob_id}; '
-                           'deleted, not used')
+            size = os.path.getsize(tmp)
+            raise HubError(f'{url}: downloaded file ({size} bytes) has git blob id {found}, expected {model.blob_id} '
+                           '(interrupted or altered download); deleted, not used')
     return path
 
 
-def _fetch(url: str, out, label: str, progress: bool) -> None:
-    """Stream ``url`` into the open file ``out``; HubError on HTTP errors or a short transfer."""
-    from tqdm import tqdm
+def _fetch(url: str, dest: str, progress: bool) -> None:
+    """torch.hub.download_url_to_file into ``dest``; HubError (one line) when the transfer fails."""
+    from torch.hub import download_url_to_file
 
-    received = 0
     try:
-        with urllib.request.urlopen(url, timeout=60) as response:
-            total = response.headers.get('Content-Length')
-            total = int(total) if total is not None else None
-            with tqdm(total=total, unit='B', unit_scale=True, desc=label, disable=not progress) as bar:
-                while True:
-                    chunk = response.read(CHUNK)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
+        download_url_to_file(url, dest, progress=progress)
     except urllib.error.HTTPError as err:
         raise HubError(f'{url}: download failed (HTTP {err.code} {err.reason}); nothing was cached') from None
     except OSError as err:  # URLError, timeouts, connection resets
         reason = getattr(err, 'reason', err)
         raise HubError(f'{url}: download failed ({reason}); nothing was cached') from None
     except Exception as err:  # http.client.IncompleteRead and other protocol errors
-        raise HubError(f'{url}: download interrupted after {received} bytes ({type(err).__name__}); '
-                       'partial file deleted, not used') from None
-    if total is not None and received != total:
-        raise HubError(f'{url}: download interrupted after {received} of {total} bytes; partial file deleted, '
-                       'not used')
+        raise HubError(f'{url}: download interrupted ({type(err).__name__}); partial file deleted, not used') from None
 
 
 def resolve_weights(spec: Union[str, os.PathLike], progress: bool = True
@@ -177,6 +164,6 @@ def resolve_weights(spec: Union[str, os.PathLike], progress: bool = True
         return path, lookup(path.name)
     model = lookup(str(spec))
     if model is None:
-        raise HubError(f'--weights {spec}: no such file, and not a published model name; valid names: '
-                       f"{', '.join(PUBLISHED)} (see `ramit models`)")
+        raise CheckpointNotFoundError(f'--weights {spec}: no such file, and not a published model name; valid names: '
+                                      f"{', '.join(PUBLISHED)} (see `ramit models`)")
     return download(model, progress=progress), model

@@ -1,21 +1,25 @@
 """Inference on users' images: a network from a checkpoint, tiled forward passes, image reading and writing.
 
 Every forward pass (whole image or tile) follows the paper's evaluation protocol: symmetric padding to a
-multiple of 32, then the output is cropped back (``ramit_plugin.protocol``).
+multiple of the network's pad_unit (32 for the published models), then the output is cropped back
+(``ramit_plugin.protocol``).
 """
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import cv2
 import numpy as np
 import torch
 
 from .archs.ramit_arch import RAMiT
-from .checkpoint import infer_architecture, load_checkpoint, read_state_dict
+from .checkpoint import CheckpointError, candidate_tasks, describe, infer_config, load_checkpoint, read_checkpoint
+from .errors import OptionError
 from .fileio import atomic_output
 from .hub import PublishedModel
+from .image_files import IMAGE_EXTENSIONS, ImageFileError, decode, list_images
 from .protocol import protocol_forward
 
 Tensor = torch.Tensor
@@ -26,35 +30,33 @@ GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 def build_network(checkpoint: os.PathLike, variant: Optional[str] = None, task: Optional[str] = None,
                   scale: Optional[int] = None, published: Optional[PublishedModel] = None,
                   fast: Optional[bool] = None) -> RAMiT:
-    """RAMiT in eval mode with ``checkpoint`` loaded; variant/task/scale come from its shapes unless given.
+    """The network of any RAMiT checkpoint (custom sizes included), in eval mode with the weights loaded.
 
-    Raises ValueError (one line) when a flag contradicts the checkpoint, or when the task of a 3-channel
-    scale-1 checkpoint (denoising, low-light, deraining: same shapes) is neither given nor known from a
-    published file name.
+    Its hyper-parameters come from the checkpoint (ramit_plugin.checkpoint.infer_config). ``variant``/``scale``
+    are checked against it; ``task`` settles 3-channel scale-1 checkpoints (denoising, low-light, deraining have
+    identical shapes) unless the file's metadata or a published file name (``published``) tells it.
+    CheckpointError (one line) when a flag contradicts the checkpoint or the task stays open.
     """
-    sd = read_state_dict(checkpoint)
-    arch = infer_architecture(sd)
+    sd, metadata = read_checkpoint(checkpoint)
     name = os.fspath(checkpoint)
-    if arch['variant'] is None:
-        raise ValueError(f'{name}: not one of the published RAMiT variants (dim {arch["dim"]}, depths '
-                         f'{arch["depths"]}); build it with RAMiT(...) and load_checkpoint in Python')
-    if variant is not None and variant != arch['variant']:
-        raise ValueError(f'{name}: --variant {variant} contradicts the checkpoint, which is {arch["variant"]}')
-    if scale is not None and scale != arch['upscale']:
-        raise ValueError(f'{name}: --scale {scale} contradicts the checkpoint, which is x{arch["upscale"]}')
-    if task is not None and task not in arch['tasks']:
-        raise ValueError(f'{name}: --task {task} contradicts the checkpoint, which fits task(s) '
-                         f'{"/".join(arch["tasks"])}')
-    if task is None:
-        if published is not None and published.task in arch['tasks']:
-            task = published.task
-        elif len(arch['tasks']) == 1:
-            task = arch['tasks'][0]
-        else:
-            raise ValueError(f'{name}: a {arch["variant"]} scale-1 checkpoint can be any of '
-                             f'{"/".join(arch["tasks"])} (same shapes); give --task')
-    net = RAMiT(arch['variant'], task, arch['upscale'], fast=fast)
-    load_checkpoint(net, sd)
+    tasks = candidate_tasks(sd, metadata)
+    if task is not None and task not in tasks:
+        raise CheckpointError(f'{name}: --task {task} contradicts the checkpoint, which fits task(s) '
+                              f'{"/".join(tasks)}')
+    if task is None and published is not None and published.task in tasks:
+        task = published.task
+    if task is None and len(tasks) > 1:
+        base = infer_config(sd, metadata, tasks[0], label=name)['variant']
+        raise CheckpointError(f'{name}: a {base} scale-1 checkpoint can be any of {"/".join(tasks)} (same shapes); '
+                              'give --task')
+    config = infer_config(sd, metadata, task or tasks[0], label=name)
+    custom = set(config) - {'variant', 'task', 'upscale'}
+    if variant is not None and (variant != config['variant'] or custom):
+        raise CheckpointError(f'{name}: --variant {variant} contradicts the checkpoint, which is {describe(config)}')
+    if scale is not None and scale != config['upscale']:
+        raise CheckpointError(f"{name}: --scale {scale} contradicts the checkpoint, which is x{config['upscale']}")
+    net = RAMiT(**config, fast=fast)
+    load_checkpoint(net, sd, label=name)
     return net.eval()
 
 
@@ -90,7 +92,7 @@ def tiled_forward(net: torch.nn.Module, img: Tensor, tile: int, overlap: int, ba
     cross-fades (``_ramp``) on the CPU, so memory is bounded by the tile size plus the output image.
     """
     if overlap < 0 or tile <= 0 or overlap >= tile:
-        raise ValueError(f'--tile {tile} --tile-overlap {overlap}: need tile > overlap >= 0')
+        raise OptionError(f'--tile {tile} --tile-overlap {overlap}: need --tile > --tile-overlap >= 0')
     _, c, h, w = img.shape
     s = getattr(net, 'upscale', 1)
     ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
@@ -145,9 +147,6 @@ def restore(net: torch.nn.Module, batch: Tensor, tile: Optional[int] = None, ove
 # --------------------------------------------------------------------------------------------------
 # Images
 # --------------------------------------------------------------------------------------------------
-IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp', '.webp')
-
-
 @dataclass
 class LoadedImage:
     """An image as the network sees it, plus what is needed to write it back the same way."""
@@ -159,17 +158,14 @@ class LoadedImage:
 
 
 def read_image(path: os.PathLike) -> LoadedImage:
-    """Read an 8/16-bit gray, colour or RGBA image; ValueError (one line) if unreadable or unsupported."""
-    data = np.fromfile(os.fspath(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if img is None:
-        raise ValueError(f'{path}: cannot read image (corrupt file or unsupported format)')
+    """Read an 8/16-bit gray, colour or RGBA image; ImageFileError (one line) if unreadable or unsupported."""
+    img = decode(path)
     if img.dtype == np.uint8:
         max_value = 255
     elif img.dtype == np.uint16:
         max_value = 65535
     else:
-        raise ValueError(f'{path}: {img.dtype} images are not supported (only 8- and 16-bit)')
+        raise ImageFileError(f'{path}: {img.dtype} images are not supported (only 8- and 16-bit)')
     img = img.astype(np.float32) / max_value
     if img.ndim == 2:
         img = img[:, :, None]
@@ -180,7 +176,7 @@ def read_image(path: os.PathLike) -> LoadedImage:
     if img.shape[2] == 3:
         img = img[:, :, ::-1]  # OpenCV's BGR -> RGB
     elif img.shape[2] != 1:
-        raise ValueError(f'{path}: images with {img.shape[2]} channels are not supported')
+        raise ImageFileError(f'{path}: images with {img.shape[2]} channels are not supported')
     return LoadedImage(np.ascontiguousarray(img), alpha, max_value, img.shape[2] == 1)
 
 
@@ -238,24 +234,40 @@ def output_name(stem: str, net: RAMiT) -> str:
     return f'{stem}_RAMiT_{tag}.png'
 
 
-def expand_inputs(inputs: Sequence[str]) -> Tuple[List[Path], List[str]]:
-    """Image files named by files, folders (non-recursive, image suffixes) and globs; plus unmatched specs."""
+def output_names(files: Sequence[Path], net: RAMiT) -> List[str]:
+    """Output names of ``files``, one per file: inputs whose stems collide (a.png, a.jpg) keep their extension in
+    the name ('a_png_RAMiT_x2.png', 'a_jpg_RAMiT_x2.png'); OptionError when two inputs would still share one."""
+    stems = Counter(p.stem for p in files)
+    names = [output_name(p.stem if stems[p.stem] == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}", net)
+             for p in files]
+    first = {}
+    for path, name in zip(files, names):
+        if name in first:
+            raise OptionError(f'{first[name]} and {path} would both be written as {output_name(path.stem, net)}; '
+                              'rename one or restore them in separate runs')
+        first[name] = path
+    return names
+
+
+def expand_inputs(inputs: Sequence[str]) -> List[Path]:
+    """Image files named by files, folders (their image files, not recursive) and globs, each once, in order.
+
+    OptionError naming the first file, folder or pattern that gives no image.
+    """
     import glob
 
     files: List[Path] = []
-    missing: List[str] = []
     for spec in inputs:
         path = Path(spec)
         if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = list_images(path)
+            if not found:
+                raise OptionError(f"-i {spec}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
         elif path.is_file():
-            files.append(path)
+            found = [path]
         else:
-            matches = sorted(Path(m) for m in glob.glob(spec) if Path(m).is_file())
-            if matches:
-                files += matches
-            else:
-                missing.append(spec)
-    unique = list(dict.fromkeys(files))
-    return unique, missing
-
+            found = sorted(Path(m) for m in glob.glob(spec) if Path(m).is_file())
+            if not found:
+                raise OptionError(f'-i {spec}: no such file, folder or matching images')
+        files += found
+    return list(dict.fromkeys(files))

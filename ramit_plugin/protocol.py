@@ -1,11 +1,12 @@
-"""The paper's evaluation protocol (ARCHITECTURE.md section 9), shared by BasicSR, mmengine and `ramit infer`."""
+"""The paper's evaluation protocol (README, "Testing with the published weights"), shared by BasicSR, mmengine and
+`ramit infer`: mirror-pad the input on the right and bottom to a multiple of the network's padding unit
+(``RAMiT.pad_unit``, 4 x window size: 32 for the published models), restore, crop the output back."""
 from typing import Optional
 
 import torch
 import torch.nn as nn
 
 Tensor = torch.Tensor
-EVAL_MULTIPLE = 32  # 4 * window_size of the published models
 
 
 def pad_symmetric(x: Tensor, multiple: int) -> Tensor:
@@ -20,11 +21,10 @@ def pad_symmetric(x: Tensor, multiple: int) -> Tensor:
     return x
 
 
-def protocol_forward(net: nn.Module, lq: Tensor, scale: Optional[int] = None, multiple: int = EVAL_MULTIPLE
+def protocol_forward(net: nn.Module, lq: Tensor, scale: Optional[int] = None, multiple: Optional[int] = None
                      ) -> Tensor:
-    """Symmetric-pad ``lq`` to ``multiple``, run ``net``, crop the output back to (H*s, W*s)."""
+    """Symmetric-pad ``lq`` to ``multiple`` (default ``net.pad_unit``), run ``net``, crop back to (H*s, W*s)."""
     h, w = lq.shape[-2:]
     s = scale if scale is not None else getattr(net, 'upscale', 1)
-    out = net(pad_symmetric(lq, multiple))
+    out = net(pad_symmetric(lq, net.pad_unit if multiple is None else multiple))
     return out[..., :h * s, :w * s]
-

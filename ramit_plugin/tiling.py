@@ -60,7 +60,7 @@ def fit_memory_model(net: nn.Module, device: torch.device, dtype: torch.dtype) -
 
 def choose_tile(model: MemoryModel, height: int, width: int, unit: int, budget: float, batch: int = 1,
                 out_bytes_per_pixel: float = 0.0) -> Optional[int]:
-    """Largest tile (input pixels, a multiple of ``unit``) whose pass fits ``budget`` bytes; None if the whole image fits.
+    """Largest tile side (input pixels, a multiple of ``unit``) whose pass fits ``budget`` bytes; None: no tiling.
 
     ``out_bytes_per_pixel`` (per input pixel) is memory a tiled run holds beside the passes on the same device
     (the blended output); ValueError when not even a tile of 2 units fits.

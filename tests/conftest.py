@@ -29,6 +29,18 @@ def reference_dir() -> Path:
 
 
 @pytest.fixture(scope='session')
+def golden_dir() -> Path:
+    """../shared/ramit_reference/golden: the authors' code's outputs (made with their code, not downloadable)."""
+    return require_shared('ramit_reference', 'golden')
+
+
+@pytest.fixture(scope='session')
+def keys_dir() -> Path:
+    """../shared/ramit_reference/keys: key, shape and dtype of every tensor of each reference checkpoint."""
+    return require_shared('ramit_reference', 'keys')
+
+
+@pytest.fixture(scope='session')
 def datasets_dir() -> Path:
     """../shared/datasets (Set5, Set14, Urban100, CBSD68, Kodak24, McMaster, BSD68, Set12)."""
     return require_shared('datasets')
@@ -57,3 +69,9 @@ def cuda(monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', False)
     monkeypatch.setattr(torch.backends.cuda.matmul, 'allow_tf32', False)
     return torch.device('cuda')
+@pytest.fixture
+def umask_022():
+    """Run with the common umask 022 (restored afterwards)."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)

@@ -4,8 +4,15 @@ import collections
 import pytest
 import torch
 
-from ramit_plugin import RAMiT, describe_state_dict, load_checkpoint, read_state_dict
-from ramit_plugin.checkpoint import CheckpointMismatchError, infer_architecture
+from ramit_plugin import RAMiT, describe_state_dict, infer_config, load_checkpoint, read_checkpoint
+from ramit_plugin.checkpoint import (METADATA_KEY, CheckpointError, CheckpointMismatchError, CheckpointNotFoundError,
+                                     candidate_tasks, config_metadata)
+from ramit_plugin.archs.ramit_arch import HYPER_PARAMETERS, resolve_config
+from ramit_plugin.hub import PUBLISHED
+
+
+def read_state_dict(path):
+    return read_checkpoint(path)[0]
 
 
 @pytest.fixture(scope='module')
@@ -74,25 +81,98 @@ def test_variant_mismatch_names_the_variant(reference_dir):
         load_checkpoint(RAMiT('RAMiT', 'sr', 2), reference_dir / 'weights' / 'RAMiT-slimSR_X2.pth')
 
 
-@pytest.mark.parametrize('name, variant, upscale, tasks', [
-    ('RAMiT-1_X3', 'RAMiT-1', 3, ('sr',)),
-    ('RAMiT-slimSR_X4', 'RAMiT-slimSR', 4, ('sr',)),
-    ('RAMiT-slimLLE_LLE', 'RAMiT-slimLLE', 1, ('dn', 'lle', 'dr')),
-])
-def test_architecture_is_inferred_from_shapes(reference_dir, name, variant, upscale, tasks):
-    arch = infer_architecture(read_state_dict(reference_dir / 'weights' / f'{name}.pth'))
-    assert (arch['variant'], arch['upscale'], arch['tasks'], arch['in_chans']) == (variant, upscale, tasks, 3)
+@pytest.mark.parametrize('name', ['RAMiT-1_X2', 'RAMiT-1_X3', 'RAMiT-1_X4', 'RAMiT-1_CDN', 'RAMiT-slimSR_X2',
+                                  'RAMiT-slimSR_X3', 'RAMiT-slimSR_X4', 'RAMiT-slimLLE_LLE'])
+def test_reference_checkpoints_infer_to_their_published_variant(reference_dir, name):
+    sd, metadata = read_checkpoint(reference_dir / 'weights' / f'{name}.pth')
+    model = PUBLISHED[name]
+    assert metadata == {}
+    assert candidate_tasks(sd) == ((model.task,) if model.task == 'sr' else ('dn', 'lle', 'dr'))
+    # Exactly the variant: no hyper-parameter differs from the published configuration.
+    assert infer_config(sd, task=model.task) == dict(variant=model.variant, task=model.task, upscale=model.scale)
+
+
+# Custom networks: every hyper-parameter that shapes show, in combinations the published variants do not have.
+CUSTOM = [
+    dict(variant='RAMiT-1', task='sr', upscale=2, dim=16, depths=(1, 1, 1, 1), num_heads=(2, 2, 2, 2),
+         window_size=4),  # what `ramit demo` trains
+    dict(variant='RAMiT', task='sr', upscale=3, dim=32, num_heads=(4, 2, 4, 8), chsa_head_ratio=0.5, window_size=6,
+         hidden_ratio=1.5, exp_factor=2.0, expand_groups=2),  # fuse_* follow exp_*
+    dict(variant='RAMiT', task='lle', dim=32, depths=(2, 1, 1, 2), qkv_bias=False, fuse_exp_factor=1.7,
+         fuse_expand_groups=2, tail_mv=1),
+    dict(variant='RAMiT-1', task='graydn', dim=16, depths=(1, 1, 1, 1), chsa_head_ratio=0.0),
+    dict(variant='RAMiT-1', task='dr', dim=16, depths=(1, 2, 1, 1), chsa_head_ratio=1.0, tail_mv=0),
+    dict(variant='RAMiT-slimSR', task='sr', upscale=4, exp_factor=1.5),
+    dict(variant='RAMiT-slimSR', task='sr', upscale=2, dim=32, depths=(1, 1, 1, 1), num_heads=(8, 8, 4, 4),
+         hidden_ratio=2.66, expand_groups=2, fuse_expand_groups=2),
+]
+
+
+@pytest.mark.parametrize('config', CUSTOM, ids=lambda c: f"{c['variant']}-{c['task']}-{c.get('dim', 'x')}")
+def test_custom_networks_are_rebuilt_from_their_state_dicts(config, tmp_path):
+    torch.manual_seed(0)
+    net = RAMiT(**config).eval()
+    torch.save(net.state_dict(), tmp_path / 'custom.pth')
+    sd, metadata = read_checkpoint(tmp_path / 'custom.pth')
+    inferred = infer_config(sd, metadata, task=config['task'])
+    # The same hyper-parameters (the variant it is described as may differ where two need equally few overrides).
+    keys = ('task', 'upscale') + HYPER_PARAMETERS
+    assert {k: resolve_config(**inferred)[k] for k in keys} == {k: resolve_config(**config)[k] for k in keys}
+    rebuilt = load_checkpoint(RAMiT(**inferred), tmp_path / 'custom.pth').eval()
+    x = torch.rand(1, net.in_chans, 21, 26, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), net(x))
+
+
+def test_equivalent_values_are_reported_as_the_defaults():
+    # int(4 * 0.3) == int(4 * 0.25): the default ratio gives the same heads, so no override is reported.
+    net = RAMiT('RAMiT-1', 'sr', 2, dim=16, depths=(1, 1, 1, 1), chsa_head_ratio=0.3)
+    assert infer_config(net.state_dict()) == dict(variant='RAMiT-1', task='sr', upscale=2, dim=16,
+                                                  depths=(1, 1, 1, 1))
+
+
+def test_metadata_settles_what_shapes_cannot_show(tmp_path):
+    net = RAMiT('RAMiT-1', 'lle', dim=16, depths=(1, 1, 1, 1), helper=False)
+    sd = net.state_dict()
+    with pytest.raises(CheckpointError, match='can be any of dn/lle/dr'):
+        infer_config(sd)
+    torch.save({'params': sd, METADATA_KEY: config_metadata(net)}, tmp_path / 'basicsr.pth')
+    sd, metadata = read_checkpoint(tmp_path / 'basicsr.pth')
+    assert candidate_tasks(sd, metadata) == ('lle',)
+    assert infer_config(sd, metadata) == dict(variant='RAMiT-1', task='lle', upscale=1, dim=16, depths=(1, 1, 1, 1),
+                                              helper=False)
+
+
+def test_param_key_is_taken_when_given_else_ema_first(tmp_path, x2_state):
+    noise = {k: torch.randn_like(v.float()).to(v.dtype) for k, v in x2_state.items()}
+    torch.save({'params': noise, 'params_ema': x2_state}, tmp_path / 'both.pth')
+    assert same_weights(load_checkpoint(RAMiT('RAMiT-1', 'sr', 2), tmp_path / 'both.pth', param_key='params'),
+                        noise)
+    assert same_weights(load_checkpoint(RAMiT('RAMiT-1', 'sr', 2), tmp_path / 'both.pth'), x2_state)
+    torch.save({'params_ema': x2_state}, tmp_path / 'ema_only.pth')  # BasicSR would fail; the EMA weights load
+    assert same_weights(load_checkpoint(RAMiT('RAMiT-1', 'sr', 2), tmp_path / 'ema_only.pth', param_key='params'),
+                        x2_state)
+
+
+def test_non_strict_loading_keeps_what_does_not_fit(tmp_path, x2_state):
+    net = RAMiT('RAMiT-1', 'sr', 3)
+    before = net.to_target.conv.weight.clone()
+    load_checkpoint(net, x2_state, strict=False)
+    assert torch.equal(net.to_target.conv.weight, before)  # x2 head: another shape, left as it was
+    assert same_weights(net, {k: v for k, v in x2_state.items() if k != 'to_target.conv.weight'
+                              and k != 'to_target.conv.bias'})
 
 
 def test_gray_and_custom_networks_are_described():
     assert describe_state_dict(RAMiT('RAMiT', 'graydn').state_dict()) == 'RAMiT gray denoising (1 channel)'
     custom = RAMiT('RAMiT', 'sr', 2, dim=32, fuse_expand_groups=2).state_dict()
-    assert describe_state_dict(custom).startswith('a custom RAMiT (dim 32, depths (6, 4, 4, 6), MobiVari v2) x2 SR')
+    assert describe_state_dict(custom) == 'RAMiT x2 SR (3 channels) with dim=32, fuse_expand_groups=2'
 
 
 def test_missing_corrupt_and_foreign_files_are_one_line_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match='checkpoint not found: .*nope.pth'):
+    with pytest.raises(CheckpointNotFoundError, match='nope.pth: checkpoint not found'):
         read_state_dict(tmp_path / 'nope.pth')
+    assert issubclass(CheckpointNotFoundError, FileNotFoundError)
     (tmp_path / 'corrupt.pth').write_bytes(b'not a zip archive at all')
     with pytest.raises(ValueError, match=r'corrupt.pth: not a readable PyTorch checkpoint'):
         read_state_dict(tmp_path / 'corrupt.pth')

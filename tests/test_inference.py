@@ -16,6 +16,7 @@ class LocalNet(nn.Module):
     """A 3x3-local x2 'network': output pixels depend on a 1-pixel neighbourhood only."""
 
     upscale = 2
+    pad_unit = 32  # the protocol's padding multiple, as RAMiT.pad_unit
 
     def forward(self, x):
         blurred = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode='replicate'), 3, stride=1)

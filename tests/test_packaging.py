@@ -1,4 +1,4 @@
-"""The wheel and sdist carry the package, the option files and both console scripts."""
+"""The wheel and sdist carry the package, the front end, the option files and both console scripts."""
 import shutil
 import subprocess
 import sys
@@ -7,7 +7,7 @@ import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCES = ('setup.py', 'README.md', 'MANIFEST.in', 'ramit_plugin', 'options', 'tests')
+SOURCES = ('setup.py', 'README.md', 'MANIFEST.in', 'ramit_plugin', 'ramit_cli', 'options', 'tests')
 
 
 def test_wheel_and_sdist_carry_option_files_and_entry_points(tmp_path):
@@ -26,10 +26,12 @@ def test_wheel_and_sdist_carry_option_files_and_entry_points(tmp_path):
     wheel = zipfile.ZipFile(next((tmp_path / 'dist').glob('ramit_plugin-*.whl')))
     names = wheel.namelist()
     assert sorted(n.split('/')[-1] for n in names if n.startswith('ramit_plugin/options/')) == options
-    assert 'ramit_plugin/archs/ramit_arch.py' in names
+    assert 'ramit_plugin/archs/ramit_arch.py' in names and 'ramit_cli/main.py' in names
     entry_points = wheel.read(next(n for n in names if n.endswith('entry_points.txt'))).decode()
-    assert 'ramit = ramit_plugin.cli.main:main' in entry_points
-    assert 'basicsr = ramit_plugin.cli.main:main' in entry_points
+    assert 'ramit = ramit_cli.main:main' in entry_points
+    assert 'basicsr = ramit_cli.main:main' in entry_points
+    metadata = wheel.read(next(n for n in names if n.endswith('METADATA'))).decode()
+    assert 'Requires-Dist: basicsr==1.4.2' in metadata and 'einops' not in metadata
 
     sdist = tarfile.open(next((tmp_path / 'dist').glob('ramit_plugin-*.tar.gz')))
     in_sdist = sorted(Path(n).name for n in sdist.getnames() if Path(n).parent.name == 'options')

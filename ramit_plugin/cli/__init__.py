@@ -1,1 +1,1 @@
-"""Command-line interface: `ramit <command>` and `basicsr <command>` (the same entry point)."""
+"""The implementations of the `ramit` / `basicsr` commands; ramit_cli parses their arguments and calls them."""

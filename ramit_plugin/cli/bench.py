@@ -19,7 +19,13 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-from ..archs.ramit_arch import TASKS, VARIANTS, RAMiT
+from ..archs.ramit_arch import RAMiT
+from ..checkpoint import describe, network_config
+from ..complexity import count_macs, count_params
+from ..errors import OptionError, RunError
+from ..hub import resolve_weights
+from ..inference import build_network
+from .runtime import set_threads
 
 
 def _status_kib(field: str) -> Optional[int]:
@@ -102,68 +108,44 @@ def tiled_peak(net: RAMiT, size: int, tile: int, device: str) -> dict:
         small = rng.integers(0, 256, (size // 16, size // 16, net.in_chans), dtype=np.uint8)
         img = cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC)
         cv2.imwrite(str(tmp / 'big.png'), img)
-        cmd = [sys.executable, '-m', 'ramit_plugin.cli.main', 'infer', '-i', str(tmp / 'big.png'), '-o',
+        cmd = [sys.executable, '-m', 'ramit_cli', 'infer', '-i', str(tmp / 'big.png'), '-o',
                str(tmp / 'out'), '--weights', str(ckpt), '--task', net.task, '--tile', str(tile),
                '--device', device]
         start = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         seconds = time.perf_counter() - start
         if proc.returncode:
-            raise RuntimeError(f'tiled inference failed: {proc.stderr.strip().splitlines()[-1:]}')
+            raise RunError(f'tiled inference failed: {proc.stderr.strip().splitlines()[-1:]}')
         # ru_maxrss (KiB on Linux) of the largest waited-for child: that subprocess, start to end.
         peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return dict(size=size, scale=net.upscale, tile=tile, seconds=seconds, peak_rss_mib=peak_kib / 1024)
 
 
-def build_parser(prog: str) -> argparse.ArgumentParser:
-    """Options of `ramit bench`."""
-    p = argparse.ArgumentParser(prog=prog, description='Benchmark RAMiT (random-init weights: speed does not '
-                                'depend on them): reference vs fast path, optionally torch.compile.')
-    p.add_argument('--variant', default='RAMiT-1', choices=list(VARIANTS))
-    p.add_argument('--task', default='sr', choices=list(TASKS))
-    p.add_argument('--scale', type=int, help='SR scale (2 for sr; 1 otherwise)')
-    p.add_argument('--sizes', default='128,256,512', help='comma-separated square input sizes (128,256,512)')
-    p.add_argument('--batch', type=int, default=1, help='images per forward pass (1)')
-    p.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
-    p.add_argument('--threads', type=int, help='torch CPU threads (default: torch decides)')
-    p.add_argument('--repeats', type=int, default=5, help='timed repeats per path and size (5)')
-    p.add_argument('--warmup', type=int, default=1, help='untimed calls per path before timing (1)')
-    p.add_argument('--compile', action='store_true', help='also time torch.compile of the fast path')
-    p.add_argument('--half', action='store_true', help='float16 (CUDA only)')
-    p.add_argument('--no-reference', action='store_true', help='skip the reference path')
-    p.add_argument('--tiled-peak', type=int, metavar='SIZE',
-                   help='also measure peak RSS of `ramit infer --tile` on a SIZE x SIZE image (subprocess)')
-    p.add_argument('--tile', type=int, default=256, help='tile for --tiled-peak (256)')
-    p.add_argument('--json', action='store_true', help='print the results as JSON')
-    return p
+def bench_network(args: argparse.Namespace) -> RAMiT:
+    """The network to time: a checkpoint's (--weights), else a random-init --variant/--task/--scale."""
+    if args.weights:
+        weights, published = resolve_weights(args.weights)
+        return build_network(weights, task=args.task, published=published)
+    try:
+        return RAMiT(args.variant, args.task or 'sr', args.scale).eval()
+    except ValueError as err:
+        raise OptionError(str(err)) from None
 
 
-def main(argv: List[str], prog: str = 'ramit bench') -> int:
+def run(args: argparse.Namespace, prog: str) -> int:
     """Run the benchmark and print a table (or JSON)."""
-    args = build_parser(prog).parse_args(argv)
-    from ..complexity import count_macs, count_params
-
     try:
         sizes = [int(s) for s in args.sizes.split(',') if s.strip()]
-        if not sizes or min(sizes) < 1 or args.repeats < 1 or args.batch < 1:
-            raise ValueError
     except ValueError:
-        print(f'{prog}: error: --sizes needs positive integers (e.g. 128,256), --repeats/--batch >= 1',
-              file=sys.stderr)
-        return 2
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise OptionError(f'--sizes {args.sizes}: needs positive integers, e.g. 128,256')
     if args.device == 'cuda' and not torch.cuda.is_available():
-        print(f'{prog}: error: --device cuda: no CUDA device is available', file=sys.stderr)
-        return 2
+        raise OptionError('--device cuda: no CUDA device is available')
     if args.half and args.device != 'cuda':
-        print(f'{prog}: error: --half needs --device cuda', file=sys.stderr)
-        return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        net = RAMiT(args.variant, args.task, args.scale).eval()
-    except ValueError as err:
-        print(f'{prog}: error: {err}', file=sys.stderr)
-        return 2
+        raise OptionError('--half needs --device cuda')
+    set_threads(args.threads)
+    net = bench_network(args)
     device = torch.device(args.device)
     dtype = torch.float16 if args.half else torch.float32
     net = net.to(device=device, dtype=dtype)
@@ -175,7 +157,7 @@ def main(argv: List[str], prog: str = 'ramit bench') -> int:
         compiled = torch.compile(net)
         paths['compiled'] = lambda x: (net.set_fast(True), compiled(x))[1]
 
-    report = dict(variant=args.variant, task=net.task, scale=net.upscale, device=str(device),
+    report = dict(variant=net.variant, task=net.task, scale=net.upscale, device=str(device),
                   dtype=str(dtype).replace('torch.', ''), threads=torch.get_num_threads(), batch=args.batch,
                   params=count_params(net), results=[])
     for size in sizes:
@@ -199,8 +181,8 @@ def main(argv: List[str], prog: str = 'ramit bench') -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(f"{net.describe()}: {report['params']:,} parameters; {report['device']} {report['dtype']}, "
-              f"{report['threads']} threads, batch {args.batch}")
+        print(f"{describe(network_config(net))}: {report['params']:,} parameters; {report['device']} "
+              f"{report['dtype']}, {report['threads']} threads, batch {args.batch}")
     return 0
 
 

@@ -6,13 +6,9 @@ image is done, so an interrupted or failed run never leaves a half-written resul
 """
 import argparse
 import math
-import os
 import re
 import shutil
-import sys
-import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass
 from multiprocessing import Pool
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
@@ -26,67 +22,35 @@ from basicsr.data.transforms import mod_crop
 from basicsr.utils.lmdb_util import LmdbMaker, read_img_worker
 from basicsr.utils.matlab_functions import calculate_weights_indices
 
-IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+from .. import image_files
+from ..errors import RamitError
+from ..fileio import hidden_folder
+from ..image_files import IMAGE_EXTENSIONS, ImageFileError, ImageHeader, read_header
+
 # EDSR/BasicSR name LR files '<name>x<scale>.png'; the scales BasicSR's extract_subimages.py strips.
 SCALE_SUFFIX = re.compile(r'x[2348]$')
 # BasicSR splits meta_info lines on spaces and keys on the first '.', and LMDB keys are ASCII.
 VALID_KEY = re.compile(r'^[\x21-\x7e]+$')
 
 
-class DataPrepError(Exception):
+class DataPrepError(RamitError):
     """A one-line, user-facing error naming the option or file at fault."""
-
-
-@dataclass(frozen=True)
-class ImageHeader:
-    """Size of an image read from its header only (no decoding)."""
-    path: Path
-    height: int
-    width: int
-    channels: int
-    bytes_per_sample: int
 
 
 def list_images(folder: Path, option: str = '--input', recursive: bool = False) -> List[Path]:
     """Image files in `folder` (and its sub-folders if `recursive`), sorted; DataPrepError when there are none."""
     if not folder.is_dir():
         raise DataPrepError(f'{option} {folder}: no such folder')
-    # os.walk, unlike Path.rglob before Python 3.13, follows links to folders (one link per training set).
-    found = ((Path(top) / name for top, _, names in os.walk(folder, followlinks=True) for name in names)
-             if recursive else folder.iterdir())
-    paths = sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    paths = image_files.list_images(folder, recursive)
     if not paths:
-        raise DataPrepError(f"{option} {folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+        raise DataPrepError(f"{option} {folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
     return paths
-
-
-def read_header(path: Path) -> ImageHeader:
-    """Image size and sample layout from the file header; DataPrepError naming a file that is not an image."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            mode, (width, height), bands = img.mode, img.size, len(img.getbands())
-    except (OSError, UnidentifiedImageError) as exc:
-        raise DataPrepError(f'{path}: cannot be read as an image ({exc})') from None
-    # OpenCV expands palette images to BGR(A); 16-bit PNG and TIFF keep two bytes per sample.
-    channels = 4 if mode == 'P' else bands
-    bytes_per_sample = 4 if mode in ('I', 'F') else 2 if '16' in mode else 1
-    return ImageHeader(path, height, width, channels, bytes_per_sample)
 
 
 def read_headers(paths: Sequence[Path]) -> List[ImageHeader]:
     """read_header of every path, with a progress bar (closed before an error is reported)."""
     with tqdm(paths, desc='Scan', unit='image') as bar:
         return [read_header(p) for p in bar]
-
-
-def read_image(path: Path) -> np.ndarray:
-    """The image as stored (OpenCV IMREAD_UNCHANGED, as BasicSR's preparation scripts read it)."""
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise DataPrepError(f'{path}: cannot be read as an image')
-    return img
 
 
 def write_png(path: Path, img: np.ndarray, compress_level: int) -> None:
@@ -128,7 +92,7 @@ def staged_output(output: Path, overwrite: bool) -> Iterator[Path]:
     refuse_existing(output, overwrite)
     output.parent.mkdir(parents=True, exist_ok=True)
     # Same folder as the output, so the final renames stay on one file system and are atomic.
-    staging = Path(tempfile.mkdtemp(prefix=f'.{output.name}.', suffix='.partial', dir=output.parent))
+    staging = Path(hidden_folder(output))
     try:
         target = staging / output.name
         yield target
@@ -178,18 +142,12 @@ class _Star:
 
 
 # ---------------------------------------------------------------------------------------------------- make-lmdb
-MAKE_LMDB_HELP = ("Pack an image folder into an LMDB as BasicSR's create_lmdb.py does: PNG-encoded values, "
-                  'key = file stem, meta_info.txt beside data.mdb. For a paired set run it once for the LQ folder '
-                  'and once for the GT folder: the keys of EDSR-named LR files (babyx2.png) drop the common '
-                  "x<scale> suffix, so they match the HR keys as BasicSR's PairedImageDataset requires.")
-
-
 def _encode(path: Path, key: str, compress_level: int) -> Tuple[str, bytes, Tuple[int, int, int]]:
     """basicsr's read_img_worker, with a named error for unreadable files."""
     try:
         return read_img_worker(str(path), key, compress_level)
     except AttributeError:  # basicsr uses cv2.imread's result unchecked: None for undecodable files
-        raise DataPrepError(f'{path}: cannot be read as an image') from None
+        raise ImageFileError(f'{path}: cannot be read as an image') from None
 
 
 def lmdb_map_size(headers: Sequence[ImageHeader]) -> int:
@@ -222,28 +180,7 @@ def make_lmdb(input_dir: Path, output: Path, overwrite: bool = False, compress_l
     return keys
 
 
-def make_lmdb_main(argv: List[str], prog: str) -> int:
-    """`make-lmdb`: pack an image folder into a BasicSR LMDB."""
-    parser = command_parser(prog, MAKE_LMDB_HELP, 'folder of images (not searched recursively)',
-                            'LMDB folder to create, ending with .lmdb', compress_level=1)
-    parser.add_argument('--keep-names', action='store_true',
-                        help='use file stems as keys even when they all end with x2/x3/x4/x8')
-    parser.add_argument('--recursive', action='store_true',
-                        help="also pack images in sub-folders; their keys keep the folder ('LOL/1' for LOL/1.png), "
-                             'so a folder of links to several sets becomes one LMDB')
-    args = parser.parse_args(argv)
-    return _report(lambda: make_lmdb(args.input, args.output, args.overwrite, args.compress_level, args.n_thread,
-                                     not args.keep_names, args.recursive),
-                   lambda keys: f'{prog}: wrote {len(keys)} images to {args.output} (keys {keys[0]} ... {keys[-1]}, '
-                                'meta_info.txt)', prog)
-
-
 # ------------------------------------------------------------------------------------------------------ make-lr
-MAKE_LR_HELP = ("Downscale every HR image with MATLAB's bicubic imresize (bit-exact), after cropping it to a "
-                'multiple of the scale as BasicSR does; LR files are named <name>x<scale>.png (EDSR/BasicSR '
-                'naming). 8- and 16-bit images keep their bit depth and channels.')
-
-
 def _resize_axis(img: np.ndarray, axis: int, scale: int) -> np.ndarray:
     """MATLAB's bicubic (antialiased) 1/scale resize along one axis, in float64, with symmetric borders."""
     length = img.shape[axis]
@@ -277,7 +214,7 @@ def bicubic_downscale(img: np.ndarray, scale: int) -> np.ndarray:
 
 def _downscale_file(path: Path, lr_path: Path, hr_path: Optional[Path], scale: int) -> None:
     """Write the LR image of one HR file (and its mod-cropped HR when hr_path is given)."""
-    img = read_image(path)
+    img = image_files.decode(path)
     try:
         lr = bicubic_downscale(img, scale)
     except ValueError as exc:
@@ -321,27 +258,7 @@ def _optional_stage(output: Optional[Path], overwrite: bool) -> Iterator[Optiona
         yield target
 
 
-def make_lr_main(argv: List[str], prog: str) -> int:
-    """`make-lr`: MATLAB-style bicubic downscaling of an HR folder."""
-    parser = command_parser(prog, MAKE_LR_HELP, 'folder of HR images', 'folder to create for the LR images')
-    parser.add_argument('--scale', required=True, type=int, help='downscaling factor, e.g. 2, 3 or 4')
-    parser.add_argument('--hr-output', type=Path,
-                        help='also write the HR images cropped to a multiple of the scale here, so that pairs '
-                             'fit exactly (BasicSR refuses GT sizes that are not scale x LQ size in training)')
-    args = parser.parse_args(argv)
-    return _report(lambda: make_lr(args.input, args.output, args.scale, args.overwrite, args.n_thread,
-                                   args.hr_output),
-                   lambda n: f'{prog}: wrote {n} LR images x{args.scale} to {args.output}', prog)
-
-
 # ------------------------------------------------------------------------------------------- extract-subimages
-EXTRACT_SUBIMAGES_HELP = ("Crop large training images into overlapping sub-images, as BasicSR's "
-                          'scripts/data_preparation/extract_subimages.py does for DIV2K (faster loading in '
-                          'training). Sub-images are named <name>_s001.png, ...; EDSR-named LR files (0001x2.png) '
-                          'lose their x<scale> so LR and HR sub-images share names. DIV2K: HR --crop-size 480 '
-                          '--step 240; LR X2 240/120, X3 160/80, X4 120/60.')
-
-
 def crop_starts(length: int, crop_size: int, step: int, thresh_size: int) -> List[int]:
     """Crop offsets along one axis as BasicSR's extract_subimages.py: every `step`, plus a last flush crop when
     more than `thresh_size` pixels would be left over."""
@@ -354,7 +271,7 @@ def crop_starts(length: int, crop_size: int, step: int, thresh_size: int) -> Lis
 def _extract_file(path: Path, out_dir: Path, name: str, crop_size: int, step: int, thresh_size: int,
                   compress_level: int) -> int:
     """Write the sub-images '<name>_s001.png', ... of one image; returns how many."""
-    img = read_image(path)
+    img = image_files.decode(path)
     index = 0
     for top in crop_starts(img.shape[0], crop_size, step, thresh_size):
         for left in crop_starts(img.shape[1], crop_size, step, thresh_size):
@@ -386,44 +303,25 @@ def extract_subimages(input_dir: Path, output: Path, crop_size: int = 480, step:
         return sum(run_parallel(_extract_file, items, n_thread, desc='Extract'))
 
 
-def extract_subimages_main(argv: List[str], prog: str) -> int:
-    """`extract-subimages`: crop DIV2K-style images into overlapping sub-images."""
-    parser = command_parser(prog, EXTRACT_SUBIMAGES_HELP, 'folder of images', 'folder to create for the sub-images',
-                            compress_level=3)
-    parser.add_argument('--crop-size', type=int, default=480, help='side of the square crops (default: 480)')
-    parser.add_argument('--step', type=int, default=240, help='stride between crops (default: 240)')
-    parser.add_argument('--thresh-size', type=int, default=0,
-                        help='add a last crop flush with the border when more than this many pixels would be '
-                             'left over (default: 0)')
-    args = parser.parse_args(argv)
-    return _report(lambda: extract_subimages(args.input, args.output, args.crop_size, args.step, args.thresh_size,
-                                             args.overwrite, args.n_thread, args.compress_level),
-                   lambda n: f'{prog}: wrote {n} sub-images to {args.output}', prog)
+# ------------------------------------------------------------------------------------------------------- commands
+def run_make_lmdb(args: argparse.Namespace, prog: str) -> int:
+    """`ramit make-lmdb`: pack an image folder into a BasicSR LMDB."""
+    keys = make_lmdb(args.input, args.output, args.overwrite, args.compress_level, args.n_thread,
+                     not args.keep_names, args.recursive)
+    print(f'{prog}: wrote {len(keys)} images to {args.output} (keys {keys[0]} ... {keys[-1]}, meta_info.txt)')
+    return 0
 
 
-# ------------------------------------------------------------------------------------------ command-line helpers
-def command_parser(prog: str, description: str, input_help: str, output_help: str,
-                   compress_level: Optional[int] = None) -> argparse.ArgumentParser:
-    """Parser with the options every data preparation command shares."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument('--input', required=True, type=Path, help=input_help)
-    parser.add_argument('--output', required=True, type=Path, help=output_help)
-    parser.add_argument('--overwrite', action='store_true',
-                        help='replace existing outputs (the old ones stay until the new ones are complete)')
-    parser.add_argument('--n-thread', type=int, default=4, help='worker processes (default: 4)')
-    if compress_level is not None:
-        parser.add_argument('--compress-level', type=int, default=compress_level, choices=range(10), metavar='0-9',
-                            help=f'PNG compression level of the written images (default: {compress_level}, as '
-                                 'BasicSR)')
-    return parser
+def run_make_lr(args: argparse.Namespace, prog: str) -> int:
+    """`ramit make-lr`: MATLAB-style bicubic downscaling of an HR folder."""
+    count = make_lr(args.input, args.output, args.scale, args.overwrite, args.n_thread, args.hr_output)
+    print(f'{prog}: wrote {count} LR images x{args.scale} to {args.output}')
+    return 0
 
 
-def _report(job: Callable, summary: Callable, prog: str) -> int:
-    """Run a command's job: print its summary, or its DataPrepError as one line on stderr (exit status 1)."""
-    try:
-        result = job()
-    except DataPrepError as exc:
-        print(f'{prog}: error: {exc}', file=sys.stderr)
-        return 1
-    print(summary(result))
+def run_extract_subimages(args: argparse.Namespace, prog: str) -> int:
+    """`ramit extract-subimages`: crop DIV2K-style images into overlapping sub-images."""
+    count = extract_subimages(args.input, args.output, args.crop_size, args.step, args.thresh_size, args.overwrite,
+                              args.n_thread, args.compress_level)
+    print(f'{prog}: wrote {count} sub-images to {args.output}')
     return 0

@@ -6,7 +6,6 @@ make-lmdb. Everything is written under --workdir: data/, the resolved option fil
 """
 import argparse
 import os
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -144,8 +143,7 @@ def psnr_table(opt: dict, weights: Path, paths: Dict[str, Path]) -> List[Tuple[s
         lq_tensor = img2tensor(lq.astype(np.float32) / 255.0, bgr2rgb=True, float32=True)
         bicubic = tensor2img(imresize(lq_tensor, SCALE), rgb2bgr=True, min_max=(0, 1))
         with torch.no_grad():
-            restored = tensor2img(protocol_forward(net, lq_tensor[None], SCALE, net.pad_unit)[0], rgb2bgr=True,
-                                  min_max=(0, 1))
+            restored = tensor2img(protocol_forward(net, lq_tensor[None])[0], rgb2bgr=True, min_max=(0, 1))
         rows.append((gt_path.stem, calculate_psnr(bicubic, gt, **metric), calculate_psnr(restored, gt, **metric)))
     return rows
 
@@ -166,45 +164,27 @@ def print_table(rows: List[Tuple[str, float, float]], opt: dict) -> None:
           + ('' if ramit > bicubic else ' (train longer: --iters)'))
 
 
-def main(argv: List[str], prog: str) -> int:
+def run(args: argparse.Namespace, prog: str) -> int:
     """`ramit demo`: data from bundled photos, a short training run through `basicsr train`, PSNR vs bicubic."""
-    parser = argparse.ArgumentParser(
-        prog=prog, description='Build a small x2 super-resolution set from the photos that scikit-image ships '
-        '(MATLAB-bicubic LR, sub-images, LMDB), train a small RAMiT with `basicsr train` and '
-        f'options/{OPTION_FILE}, and print its PSNR against bicubic upscaling on held-out photos.')
-    parser.add_argument('--workdir', type=Path, default=Path('ramit_demo'),
-                        help='folder for data/, the option file, experiments/ and tb_logger/ (default: ./ramit_demo)')
-    parser.add_argument('--iters', type=int, default=None,
-                        help='training iterations (default: the option file\'s total_iter)')
-    parser.add_argument('--threads', type=int, default=max(1, min(4, (os.cpu_count() or 2) // 2)),
-                        help='torch threads for training; the other cores load data (default: half the cores, '
-                             'at most 4: oversubscribed cores slow training down many times)')
-    args = parser.parse_args(argv)
+    from ramit_cli.parsers import train_parser
+
+    from .basicsr_cmd import run_train
+
     start = time.time()
-    try:
-        opt = resolve_options(args.iters)
-        workdir = args.workdir.resolve()
-        workdir.mkdir(parents=True, exist_ok=True)
-        paths = dataset_paths(workdir / 'data')
-        if (workdir / 'data').exists():
-            print(f'demo: using the dataset already in {workdir / "data"} (delete it to rebuild)')
-        else:
-            build_dataset(workdir / 'data', n_thread=max(1, min(4, os.cpu_count() or 1)))
-    except DataPrepError as exc:
-        print(f'{prog}: error: {exc}', file=sys.stderr)
-        return 1
-
-    import torch
-
-    from .basicsr_cmd import train_main
-
-    torch.set_num_threads(args.threads)
+    opt = resolve_options(args.iters)
+    workdir = args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    paths = dataset_paths(workdir / 'data')
+    if (workdir / 'data').exists():
+        print(f'demo: using the dataset already in {workdir / "data"} (delete it to rebuild)')
+    else:
+        build_dataset(workdir / 'data', n_thread=max(1, min(4, os.cpu_count() or 1)))
     write_options(opt, workdir / OPTION_FILE, args.iters)
     print(f'demo: training with {workdir / OPTION_FILE} in {workdir} ({args.threads} torch thread(s))', flush=True)
+    train_prog = f'{prog} (basicsr train)'
     with working_directory(workdir):
-        status = train_main(['-opt', OPTION_FILE], prog=f'{prog} (basicsr train)')
-    if status:
-        return status
+        run_train(train_parser(train_prog).parse_args(['-opt', OPTION_FILE, '--threads', str(args.threads)]),
+                  train_prog)
     weights = workdir / 'experiments' / opt['name'] / 'models' / 'net_g_latest.pth'
     print_table(psnr_table(opt, weights, paths), opt)
     print(f'demo: done in {time.time() - start:.0f} s; experiment in {weights.parent.parent}')

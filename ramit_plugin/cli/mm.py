@@ -1,52 +1,56 @@
-"""`ramit mm-train` / `ramit mm-test`: RAMiT with mmengine's Runner from a Python config (OpenMMLab's interface)."""
+"""`ramit mm-train` / `ramit mm-test`: RAMiT with mmengine's Runner from a Python config (OpenMMLab's interface).
+
+Before the Runner exists (it creates the work dir and logs at length), the config is read, the datasets the run
+will use are built once (so a missing folder or LMDB is one line naming it), and mm-test's checkpoint is read.
+"""
 import argparse
-import functools
+import contextlib
+import copy
 import itertools
 import os
-import sys
 from pathlib import Path
-from typing import Callable, List
+from typing import Iterator, Sequence
 
-from ..data.errors import DatasetError
+from ..checkpoint import load_checkpoint, read_checkpoint
+from ..errors import OptionError, RamitError
+from .runtime import set_threads
 
-LAUNCHERS = ('none', 'pytorch', 'slurm')
 _RUNNERS_BUILT = itertools.count()
 
 
-class CommandError(Exception):
-    """Bad input the command reports as one line and exit status 2."""
+@contextlib.contextmanager
+def config_errors() -> Iterator[None]:
+    """Turn mmengine's KeyError (unknown registry type) and the plugin's ValueErrors while building into one-line
+    OptionErrors (a RamitError passes as it is)."""
+    try:
+        yield
+    except RamitError:
+        raise
+    except (KeyError, ValueError) as err:
+        raise OptionError(str(err).strip('"\'')) from None
 
 
-def _parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """Arguments both commands share: CONFIG, --work-dir, --cfg-options, --launcher."""
-    from mmengine.config import DictAction
-
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument('config', help='mmengine Python config, e.g. options/mmengine_RAMiT_SRx2.py')
-    parser.add_argument('--work-dir', help='folder for logs and checkpoints (default: work_dirs/<config name>)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={}, metavar='KEY=VALUE',
-                        help='override config keys, e.g. train_cfg.max_iters=1000 model.generator.variant=RAMiT-1')
-    parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher (default: none)')
-    # torch.distributed.launch passes --local_rank (older) or --local-rank; torchrun sets LOCAL_RANK instead.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
-    return parser
-
-
-def _load_config(args: argparse.Namespace):
+def load_config(args: argparse.Namespace):
     """Read CONFIG and apply --cfg-options, --work-dir and --launcher (gloo on CPU-only machines)."""
-    from mmengine.config import Config
+    from mmengine.config import Config, DictAction
 
     from ..mm.runtime import ensure_weights_only_hook, prepare_distributed
 
     path = Path(args.config)
     if not path.is_file():
-        raise CommandError(f'config file not found: {path}')
+        raise OptionError(f'config file not found: {path}')
     try:
         cfg = Config.fromfile(str(path))
     except Exception as err:  # syntax errors, bad _base_ paths, failed custom_imports
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CommandError(f'cannot read config {path}: {first}') from None
-    cfg.merge_from_dict(args.cfg_options)
+        raise OptionError(f'cannot read config {path}: {first}') from None
+    # mmengine's own --cfg-options parsing (lists, tuples, numbers), applied after argparse kept the strings.
+    options = argparse.Namespace()
+    try:
+        DictAction(['--cfg-options'], 'cfg_options')(None, options, args.cfg_options)
+    except ValueError:
+        raise OptionError(f'--cfg-options {" ".join(args.cfg_options)}: each entry must be KEY=VALUE') from None
+    cfg.merge_from_dict(options.cfg_options)
     cfg.setdefault('default_scope', 'ramit_plugin')
     if args.work_dir:
         cfg.work_dir = args.work_dir
@@ -59,12 +63,24 @@ def _load_config(args: argparse.Namespace):
         try:
             prepare_distributed(cfg)
         except RuntimeError as err:
-            raise CommandError(str(err)) from None
+            raise OptionError(str(err)) from None
     return cfg
 
 
-def _build_runner(cfg):
-    """Runner.from_cfg; a wrong type, variant or option in the config becomes a one-line CommandError."""
+def check_data(cfg, loaders: Sequence[str]) -> None:
+    """Build (and list) the dataset of each configured dataloader in ``loaders``, as the Runner would later."""
+    from mmengine.registry import DATASETS, DefaultScope
+
+    with config_errors(), DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
+        for key in loaders:
+            if cfg.get(key):
+                dataset = DATASETS.build(copy.deepcopy(cfg[key]['dataset']))
+                if hasattr(dataset, 'full_init'):  # a lazy_init dataset lists its files only here
+                    dataset.full_init()
+
+
+def build_runner(cfg):
+    """Runner.from_cfg; a wrong type, variant or option in the config becomes a one-line OptionError."""
     from mmengine.runner import Runner
 
     run = next(_RUNNERS_BUILT)
@@ -72,63 +88,39 @@ def _build_runner(cfg):
         # mmengine keys its logger, visualizer and message hub by experiment name + a timestamp in seconds: a
         # second Runner in this process (tests, notebooks) could otherwise write into the first one's files.
         cfg.experiment_name = f'{Path(cfg.filename).stem}_run{run}'
-    try:
+    with config_errors():
         return Runner.from_cfg(cfg)
-    except (KeyError, ValueError) as err:  # unknown registry type / RAMiT's and the datasets' option checks
-        raise CommandError(str(err).strip('"\'')) from None
 
 
-def _one_line_errors(command: Callable[[List[str], str], int]) -> Callable[[List[str], str], int]:
-    """Turn a CommandError of ``command`` into one line on stderr naming the command, and exit status 2."""
-    @functools.wraps(command)
-    def run(argv: List[str], prog: str) -> int:
-        try:
-            return command(argv, prog)
-        except (CommandError, DatasetError) as err:  # DatasetError: data found bad once the loops read it
-            print(f'{prog}: error: {err}', file=sys.stderr)
-            return 2
-    return run
-
-
-@_one_line_errors
-def train_main(argv: List[str], prog: str) -> int:
+def run_train(args: argparse.Namespace, prog: str) -> int:
     """Train (and validate) with mmengine's Runner; --resume continues from the work dir's last checkpoint."""
-    parser = _parser(prog, "Train RAMiT with mmengine's Runner from a Python config.")
-    parser.add_argument('--resume', nargs='?', const='auto', metavar='CHECKPOINT',
-                        help="resume training: from the work dir's latest checkpoint, or from CHECKPOINT")
-    args = parser.parse_args(argv)
-    cfg = _load_config(args)
+    cfg = load_config(args)
+    check_data(cfg, ('train_dataloader', 'val_dataloader') if cfg.get('val_cfg') else ('train_dataloader',))
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume:
         cfg.resume, cfg.load_from = True, args.resume
-    _build_runner(cfg).train()
+    set_threads(args.threads)
+    build_runner(cfg).train()
     return 0
 
 
-@_one_line_errors
-def test_main(argv: List[str], prog: str) -> int:
+def run_test(args: argparse.Namespace, prog: str) -> int:
     """Test a checkpoint with the config's test dataloader and evaluator; prints the metrics."""
-    parser = _parser(prog, "Test a RAMiT checkpoint with mmengine's Runner from a Python config.")
-    parser.add_argument('--checkpoint', required=True,
-                        help="weights: the authors' raw state dict, a BasicSR or an mmengine checkpoint")
-    args = parser.parse_args(argv)
-    cfg = _load_config(args)
-    # Weights go straight into the network below, in every format ramit_plugin.checkpoint reads; so a warm-start
+    from mmengine.model import is_model_wrapper
+
+    cfg = load_config(args)
+    check_data(cfg, ('test_dataloader',))
+    # Weights go straight into the network below, in every form ramit_plugin.checkpoint reads; so a warm-start
     # source (model.pretrained of the x3/x4 configs) is neither needed nor loaded.
+    state_dict, _ = read_checkpoint(args.checkpoint)
     cfg.load_from, cfg.resume = None, False
     if 'pretrained' in cfg.model:
         cfg.model.pretrained = None
-    from mmengine.model import is_model_wrapper
-
-    from ..checkpoint import load_checkpoint
-
-    runner = _build_runner(cfg)
+    set_threads(args.threads)
+    runner = build_runner(cfg)
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-    try:
-        load_checkpoint(model.generator, args.checkpoint)
-    except (FileNotFoundError, ValueError) as err:
-        raise CommandError(str(err)) from None
+    load_checkpoint(model.generator, state_dict, label=args.checkpoint)
     metrics = runner.test()
     print(' '.join(f'{name}: {value:.4f}' for name, value in metrics.items()))
     return 0

@@ -1,17 +1,12 @@
 """`ramit models`: the authors' published checkpoints, what they hold and whether they are cached."""
 import argparse
-from typing import List
 
 from ..archs.ramit_arch import describe_config
+from ..hub import PUBLISHED, cache_dir, is_cached, url_base
 
 
-def main(argv: List[str], prog: str = 'ramit models') -> int:
+def run(args: argparse.Namespace, prog: str) -> int:
     """Print one line per published checkpoint: name, variant, task, scale, cached or not."""
-    p = argparse.ArgumentParser(prog=prog, description='List the published RAMiT checkpoints (use a name with '
-                                '--weights; it is downloaded once into the cache folder).')
-    p.parse_args(argv)
-    from ..hub import PUBLISHED, cache_dir, is_cached, url_base
-
     width = max(len(m.name) for m in PUBLISHED.values())
     print(f"{'name':<{width}}  {'variant':<13}  {'task':<6}  scale  cached  description")
     for m in PUBLISHED.values():

@@ -4,13 +4,11 @@ import os.path as osp
 from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
-from basicsr.utils import FileClient, imfrombytes, scandir
+from basicsr.utils import FileClient, imfrombytes
 from torch.utils import data
 
+from ..image_files import IMAGE_EXTENSIONS, list_images as image_paths, read_meta_info
 from .errors import DatasetError
-
-# What OpenCV's imdecode reads; anything else in a dataset folder (READMEs, meta_info.txt) is skipped.
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
 
 
 def dataset_label(opt: Mapping) -> str:
@@ -22,8 +20,7 @@ def _meta_info_names(meta_info_file: str, option: str) -> List[str]:
     """First token of each non-empty line (basicsr's meta_info format: 'name (h,w,c) [compression]')."""
     if not osp.isfile(meta_info_file):
         raise DatasetError(f'{option}: meta_info_file {meta_info_file} does not exist')
-    with open(meta_info_file, encoding='utf-8') as fin:
-        return [line.split()[0] for line in fin if line.strip()]
+    return [entry.name for entry in read_meta_info(meta_info_file)]
 
 
 def list_images(root: str, backend: str, option: str, meta_info_file: Optional[str] = None) -> Dict[str, str]:
@@ -33,6 +30,8 @@ def list_images(root: str, backend: str, option: str, meta_info_file: Optional[s
     ``backend`` 'disk': paths are file paths, found recursively (so a folder of symlinks to several training sets
     is one dataset). ``meta_info_file`` restricts either to the names it lists. Errors name ``option``.
     """
+    if not osp.isdir(root):
+        raise DatasetError(f'{option}: folder {root} does not exist')
     if backend == 'lmdb':
         if not (root.endswith('.lmdb') and osp.isfile(osp.join(root, 'meta_info.txt'))):
             raise DatasetError(f'{option}: {root} is not an LMDB folder (a *.lmdb folder with meta_info.txt, '
@@ -40,8 +39,6 @@ def list_images(root: str, backend: str, option: str, meta_info_file: Optional[s
         names = _meta_info_names(meta_info_file or osp.join(root, 'meta_info.txt'), option)
         # basicsr's paths_from_lmdb cuts at the first '.', which breaks keys of folders with dots in their names.
         return {osp.splitext(name)[0]: osp.splitext(name)[0] for name in names}
-    if not osp.isdir(root):
-        raise DatasetError(f'{option}: folder {root} does not exist')
     if meta_info_file:
         names = _meta_info_names(meta_info_file, option)
         missing = [name for name in names if not osp.isfile(osp.join(root, name))]
@@ -49,8 +46,7 @@ def list_images(root: str, backend: str, option: str, meta_info_file: Optional[s
             raise DatasetError(f'{option}: {len(missing)} file(s) of {meta_info_file} are not in {root}, e.g. '
                                + ', '.join(missing[:5]))
     else:
-        names = sorted(name for name in scandir(root, recursive=True)
-                       if name.lower().endswith(IMAGE_EXTENSIONS))
+        names = sorted(osp.relpath(path, root) for path in image_paths(root, recursive=True))
     if not names:
         raise DatasetError(f'{option}: no images ({", ".join(IMAGE_EXTENSIONS)}) found in {root}')
     keys: Dict[str, str] = {}

@@ -1,4 +1,5 @@
 """RAMiT in mmengine's MODELS: the network itself, a data preprocessor and a restoration model for the Runner."""
+import logging
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -12,7 +13,7 @@ from ..checkpoint import load_checkpoint
 from ..compilation import CompiledTraining, compile_options
 from ..data.errors import DatasetError
 from ..models.progressive import ProgressiveSchedule, crop_batch, stage_message
-from ..protocol import EVAL_MULTIPLE, protocol_forward
+from ..protocol import protocol_forward
 from ..registry import MODELS
 
 Tensor = torch.Tensor
@@ -62,8 +63,9 @@ class RAMiTRestorer(BaseModel):
 
     ``forward(inputs, data_samples, mode)``: 'tensor' returns the raw network output, 'loss' a dict with the
     pixel loss against ``data_samples[i].gt``, 'predict' the samples with ``pred`` set (padded symmetrically to
-    ``eval_multiple``, run, cropped to H*s x W*s; not clamped, the metric quantises). ``pretrained``: weights
-    for the generator, loaded at construction (keys starting with a prefix in ``pretrained_exclude`` skipped).
+    the generator's ``pad_unit``, run, cropped to H*s x W*s; not clamped, the metric quantises). ``pretrained``:
+    weights for the generator, loaded at construction (keys starting with a prefix in ``pretrained_exclude``
+    skipped). ``eval_multiple`` is accepted for older configs only: the padding unit is the generator's.
     ``progressive=dict(iters, gt_sizes, batch_sizes)``: progressive patches as BasicSR's ``train.progressive``; the
     dataloader delivers the largest patch and batch, and each training batch is cropped and subsampled to the
     stage of the current iteration (ramit_plugin.models.progressive). ``compile``: True, a mode name or
@@ -73,7 +75,7 @@ class RAMiTRestorer(BaseModel):
 
     def __init__(self, generator: dict, pixel_loss: Optional[dict] = None,
                  data_preprocessor: Union[dict, BaseDataPreprocessor, None] = None,
-                 eval_multiple: int = EVAL_MULTIPLE, pretrained: Optional[str] = None,
+                 eval_multiple: Optional[int] = None, pretrained: Optional[str] = None,
                  pretrained_exclude: Sequence[str] = (), progressive: Optional[dict] = None,
                  compile: Union[None, bool, str, dict] = None, init_cfg: Optional[dict] = None) -> None:
         if data_preprocessor is None or isinstance(data_preprocessor, dict):
@@ -88,7 +90,10 @@ class RAMiTRestorer(BaseModel):
             except FileNotFoundError as err:  # e.g. the x2 model an x3/x4 config warm-starts from is not trained yet
                 raise ValueError(f'model.pretrained: {err}') from None
         self.pixel_loss = MODELS.build(pixel_loss or dict(type='L1Loss'))
-        self.eval_multiple = eval_multiple
+        if eval_multiple not in (None, self.generator.pad_unit):
+            print_log(f'RAMiTRestorer: eval_multiple={eval_multiple} ignored; the protocol pads to the generator\'s '
+                      f'pad_unit ({self.generator.pad_unit} = 4 x window_size)', logger='current',
+                      level=logging.WARNING)
         self.progressive_opt = progressive
         # The schedule itself is checked now; against the delivered patch and batch at the first training batch.
         self.progressive = None if progressive is None else ProgressiveSchedule.from_options(
@@ -130,10 +135,10 @@ class RAMiTRestorer(BaseModel):
             data_samples = [BaseDataElement() for _ in range(inputs.shape[0])]
         sizes = [sample.metainfo.get('input_size', tuple(inputs.shape[-2:])) for sample in data_samples]
         if all(tuple(size) == tuple(inputs.shape[-2:]) for size in sizes):
-            outputs = list(protocol_forward(self.generator, inputs, multiple=self.eval_multiple))
+            outputs = list(protocol_forward(self.generator, inputs))
         else:
             # Zero-padding from batching must not leak into the protocol's mirror padding: one image at a time.
-            outputs = [protocol_forward(self.generator, x[None, :, :h, :w], multiple=self.eval_multiple)[0]
+            outputs = [protocol_forward(self.generator, x[None, :, :h, :w])[0]
                        for x, (h, w) in zip(inputs, sizes)]
         for sample, out in zip(data_samples, outputs):
             sample.pred = out

@@ -1,18 +1,16 @@
 """RAMiTModel: BasicSR's SRModel with the paper's evaluation protocol and the training options the recipe needs.
 
-On top of SRModel: validation/test through `protocol_forward` (symmetric padding to 4*window_size, crop back),
+On top of SRModel: validation/test through `protocol_forward` (symmetric padding to the network's pad_unit, crop back),
 the authors' raw checkpoints and BasicSR checkpoints in `path.pretrain_network_g`, warm start for x3/x4
 (`train.warm_start_iter`), several weighted losses (every `train.*_opt`), AdamW, gradient clipping, bf16/fp16
 autocast, torch.compile of the training step (`train.compile`), progressive patches (`train.progressive`), a stop
 on NaN/inf losses, atomic checkpoint writes, and CPU-capable DDP wrapping.
 """
 import contextlib
-import os
-import re
 import time
 from collections import OrderedDict
 from os import path as osp
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, Optional
 
 import torch
 import torch.distributed as dist
@@ -27,18 +25,20 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 
-from ..checkpoint import load_checkpoint, load_file, unwrap_state_dict
+from ..basicsr_compat import latest_checkpoint
+from ..checkpoint import METADATA_KEY, config_metadata, load_checkpoint, mismatched_keys, read_checkpoint
 from ..compilation import CompiledTraining, cache_report, compile_options
+from ..errors import RunError
 from ..fileio import atomic_output
 from ..precision import AMP_DTYPES
-from ..protocol import EVAL_MULTIPLE, protocol_forward
+from ..protocol import protocol_forward
 from .progressive import ProgressiveSchedule, crop_batch, stage_message
 
 OPTIMIZERS = {'Adam': torch.optim.Adam, 'AdamW': torch.optim.AdamW}
 WARM_START_TRAINED = 'to_target.'  # the only part trained during a warm start (scale-specific reconstruction)
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(RunError, RuntimeError):
     """A loss became NaN or inf: training stops before the optimizer step, no checkpoint is written."""
 
 
@@ -46,34 +46,6 @@ def atomic_torch_save(obj: object, path: str) -> None:
     """torch.save to a hidden temp file beside ``path``, then rename: an interrupted save leaves ``path`` intact."""
     with atomic_output(path) as tmp, open(tmp, 'wb') as f:
         torch.save(obj, f)
-
-
-def load_pretrained(net: nn.Module, path: str, param_key: Optional[str] = 'params', strict: bool = True,
-                    exclude: Iterable[str] = ()) -> List[str]:
-    """Load a raw (authors') or BasicSR checkpoint into ``net``; ValueError with one line naming ``path``.
-
-    ``param_key`` picks 'params'/'params_ema' when the file has it (otherwise the file's own choice is used, as
-    basicsr falls back). Non-strict loading skips keys that are missing or mis-shaped and returns their names.
-    """
-    try:
-        obj = load_file(path)
-    except FileNotFoundError:
-        raise ValueError(f'{path}: checkpoint not found') from None
-    if param_key and isinstance(obj, dict) and isinstance(obj.get(param_key), dict):
-        obj = obj[param_key]
-    skipped: List[str] = []
-    try:
-        if not strict:
-            obj = unwrap_state_dict(obj, path)
-            own = net.state_dict()
-            skipped = sorted(k for k in set(own) | set(obj)
-                             if k not in own or k not in obj or own[k].shape != obj[k].shape)
-            obj = {k: v for k, v in obj.items() if k not in skipped}
-        load_checkpoint(net, obj, exclude=tuple(exclude), strict=strict)
-    except ValueError as err:
-        # load_checkpoint labels a state dict it was handed as 'state dict': name the file instead.
-        raise type(err)(re.sub(r'^state dict:', f'{path}:', str(err))) from None
-    return skipped
 
 
 @MODEL_REGISTRY.register()
@@ -107,10 +79,12 @@ class RAMiTModel(SRModel):
         """Load on the CPU with weights_only (no CUDA mapping), raw or BasicSR checkpoints, one-line errors."""
         logger = get_root_logger()
         exclude = tuple(exclude)
-        skipped = load_pretrained(self.get_bare_model(net), load_path, param_key, strict, exclude)
+        bare = self.get_bare_model(net)
+        sd, _ = read_checkpoint(load_path, param_key)
+        skipped = [] if strict else [p for p in mismatched_keys(bare.state_dict(), sd) if not p.startswith(exclude)]
+        load_checkpoint(bare, sd, exclude, strict, label=load_path)
         note = f'; warm start: {", ".join(exclude)}* kept at initialisation' if exclude else ''
-        logger.info(f'Loading {type(self.get_bare_model(net)).__name__} from {load_path} '
-                    f'(param key {param_key}{note}).')
+        logger.info(f'Loading {type(bare).__name__} from {load_path} (param key {param_key}{note}).')
         if skipped:
             logger.warning(f'strict_load_g is false: {len(skipped)} missing or mis-shaped keys not loaded, e.g. '
                            f'{skipped[0]}')
@@ -285,24 +259,20 @@ class RAMiTModel(SRModel):
 
     def _last_checkpoint_note(self) -> str:
         """Where the last good checkpoint is, for the NaN message."""
-        folder = self.opt['path'].get('models')
-        iters = []
-        if folder and osp.isdir(folder):
-            iters = [int(m.group(1)) for m in map(re.compile(r'net_g_(\d+)\.pth$').match, os.listdir(folder)) if m]
-        if not iters:
+        found = latest_checkpoint(self.opt['path']['models'], self.opt['path'].get('training_states'))
+        if not found:
             return 'no checkpoint had been saved yet'
-        return f'the last good checkpoint is {osp.join(folder, f"net_g_{max(iters)}.pth")} (resume with --auto_resume)'
+        return f'the last good checkpoint is {found[1]} (resume with --auto_resume)'
 
     # ------------------------------------------------------------------------------------------------ testing
     def test(self) -> None:
-        """Reference protocol: symmetric pad to 4*window_size, run (EMA net if any), crop to (H*s, W*s)."""
+        """Reference protocol: symmetric pad to the network's pad_unit, run (EMA net if any), crop to (H*s, W*s)."""
         net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
         bare = self.get_bare_model(net)
         was_training = net.training
         net.eval()
         with torch.no_grad():
-            self.output = protocol_forward(bare, self.lq, scale=getattr(bare, 'upscale', self.opt.get('scale', 1)),
-                                           multiple=getattr(bare, 'pad_unit', EVAL_MULTIPLE))
+            self.output = protocol_forward(bare, self.lq)
         net.train(was_training)
 
     # ------------------------------------------------------------------------------------------------- saving
@@ -313,6 +283,8 @@ class RAMiTModel(SRModel):
         keys = param_key if isinstance(param_key, list) else [param_key]
         save_dict = {key: {k: v.cpu() for k, v in self.get_bare_model(n).state_dict().items()}
                      for n, key in zip(nets, keys)}
+        # What shapes cannot show (the task of a scale-1 model, helper, img_norm), for `ramit infer` to read back.
+        save_dict[METADATA_KEY] = config_metadata(self.get_bare_model(nets[0]))
         label = 'latest' if current_iter == -1 else current_iter
         atomic_torch_save(save_dict, osp.join(self.opt['path']['models'], f'{net_label}_{label}.pth'))
 

@@ -48,8 +48,8 @@ def photo(datasets_dir) -> torch.Tensor:
 
 
 @pytest.mark.parametrize('fast', [True, False], ids=['fast', 'reference'])
-@pytest.mark.parametrize('name,darken,min_fp16,min_bf16', [('RAMiT-1_X2', 1.0, 50, 45), ('RAMiT-slimSR_X2', 1.0, 50, 45),
-                                                           ('RAMiT-slimLLE_LLE', 0.2, 42, 38)])
+@pytest.mark.parametrize('name,darken,min_fp16,min_bf16', [
+    ('RAMiT-1_X2', 1.0, 50, 45), ('RAMiT-slimSR_X2', 1.0, 50, 45), ('RAMiT-slimLLE_LLE', 0.2, 42, 38)])
 def test_half_precision_on_cuda(reference_dir, cuda, photo, name, darken, min_fp16, min_bf16, fast):
     net = published(reference_dir, name, cuda).set_fast(fast)
     x = (photo * darken).to(cuda)

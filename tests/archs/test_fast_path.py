@@ -47,12 +47,12 @@ def test_fast_equals_reference_random_init(variant, task):
 
 @pytest.mark.parametrize('name', ['RAMiT-1_X2', 'RAMiT-1_X3', 'RAMiT-1_X4', 'RAMiT-1_CDN', 'RAMiT-slimSR_X2',
                                   'RAMiT-slimSR_X3', 'RAMiT-slimSR_X4', 'RAMiT-slimLLE_LLE'])
-def test_fast_equals_reference_and_golden_on_checkpoints(reference_dir, name):
+def test_fast_equals_reference_and_golden_on_checkpoints(reference_dir, golden_dir, name):
     model = lookup(name)
     net = RAMiT(model.variant, model.task, model.scale)
     load_checkpoint(net, reference_dir / 'weights' / model.file)  # strict: the fast path adds no state
     net.eval()
-    golden = np.load(reference_dir / 'golden' / f'{name}.npz')
+    golden = np.load(golden_dir / f'{name}.npz')
     x = torch.from_numpy(golden['input0'])[None]
     ref, fast = both_paths(net, x)
     assert (fast - ref).abs().max().item() < TOL

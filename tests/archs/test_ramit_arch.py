@@ -8,7 +8,7 @@ import torch
 from ramit_plugin import RAMiT, count_params, load_checkpoint
 from ramit_plugin.archs.ramit_arch import NORM_STATS, expanded_channels
 
-# checkpoint -> (variant, task, upscale, parameter count from ARCHITECTURE.md section 1)
+# checkpoint -> (variant, task, upscale, parameter count as the README's checkpoint table lists it)
 PUBLISHED = {
     'RAMiT-1_X2': ('RAMiT-1', 'sr', 2, 823_164),
     'RAMiT-1_X3': ('RAMiT-1', 'sr', 3, 831_819),
@@ -29,10 +29,10 @@ def build(name: str) -> RAMiT:
 
 
 @pytest.mark.parametrize('name', sorted(PUBLISHED))
-def test_published_checkpoint_reproduces_golden_outputs(name, reference_dir):
+def test_published_checkpoint_reproduces_golden_outputs(name, reference_dir, golden_dir):
     # The reference path is the spec's computation; the fast path is held to it in test_fast_path.py.
     net = load_checkpoint(build(name), reference_dir / 'weights' / f'{name}.pth').eval().set_fast(False)
-    golden = np.load(reference_dir / 'golden' / f'{name}.npz')
+    golden = np.load(golden_dir / f'{name}.npz')
     assert count_params(net) == PUBLISHED[name][3]
     for i in range(3):
         x = torch.from_numpy(golden[f'input{i}'])[None]
@@ -43,9 +43,9 @@ def test_published_checkpoint_reproduces_golden_outputs(name, reference_dir):
 
 
 @pytest.mark.parametrize('name', sorted(PUBLISHED))
-def test_state_dict_keys_shapes_and_dtypes_match_the_authors(name, reference_dir):
+def test_state_dict_keys_shapes_and_dtypes_match_the_authors(name, keys_dir):
     expected = {}
-    for line in (reference_dir / 'keys' / f'{name}.txt').read_text().splitlines():
+    for line in (keys_dir / f'{name}.txt').read_text().splitlines():
         key, shape, dtype = line.split('\t')
         expected[key] = (shape, dtype)
     ours = {k: (str(tuple(v.shape)), str(v.dtype).replace('torch.', '')) for k, v in build(name).state_dict().items()}

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from ramit_cli.main import main
 from ramit_plugin.archs import RAMiT
-from ramit_plugin.cli.basicsr_cmd import train_main
 
 # ../shared/ramit_reference/README.md: Set5 PSNR-Y / SSIM-Y of the published checkpoints.
 REFERENCE_SET5 = {
@@ -41,8 +41,8 @@ def test_basicsr_test_reproduces_the_published_set5_table(tmp_path, reference_di
                                                                           reference_dir / 'weights')))
              for v, s in REFERENCE_SET5]
     # One process for the six runs of `basicsr test` saves five interpreter and torch start-ups.
-    driver = ('import sys; from ramit_plugin.cli.basicsr_cmd import test_main; '
-              "sys.exit(max(test_main(['-opt', f], 'basicsr test') for f in sys.argv[1:]))")
+    driver = ('import sys; from ramit_cli.main import main; '
+              "sys.exit(max(main(['test', '-opt', f], 'basicsr') for f in sys.argv[1:]))")
     # Two threads: this is the suite's one heavy inference job and CI has two cores.
     proc = subprocess.run([sys.executable, '-c', driver, *files], cwd=tmp_path, capture_output=True, text=True,
                           env=dict(os.environ, OMP_NUM_THREADS='2'), timeout=600)
@@ -111,7 +111,7 @@ def test_train_resume_nan_stop_and_existing_folder(tmp_path, sr_data, tiny_optio
                        'train:pixel_opt:loss_weight=!!float nan', cwd=tmp_path)
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith('basicsr train: training stopped at iter 21: loss l_pix is nan')
+    assert last.startswith('basicsr train: error: training stopped at iter 21: loss l_pix is nan')
     assert 'net_g_20.pth' in last and 'Traceback' not in proc.stderr
     assert {p.name: digest(p) for p in (cut_dir / 'models').iterdir()} == before
     assert {p.name for p in (cut_dir / 'training_states').iterdir()} == {'10.state', '20.state'}
@@ -150,7 +150,7 @@ def test_torchrun_two_cpu_processes_with_warm_start_and_progressive(tmp_path, sr
 
 def test_help_explains_the_options(capsys):
     with pytest.raises(SystemExit) as exit_:
-        train_main(['--help'], 'basicsr train')
+        main(['train', '--help'], 'basicsr')
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     for text in ('-opt X.yml', '--launcher {none,pytorch,slurm}', '--auto_resume', '--debug', '--force_yml',
@@ -198,9 +198,9 @@ def test_bad_options_are_one_line_errors_before_anything_is_written(case, tmp_pa
     mutate(opt, sr_data, tmp_path)
     options_file(tmp_path / 'bad.yml', opt)
     monkeypatch.chdir(tmp_path)
-    assert train_main(['-opt', 'bad.yml'], 'basicsr train') == 2
+    assert main(['train', '-opt', 'bad.yml'], 'basicsr') == 2
     err = capsys.readouterr().err
-    assert err.count('\n') == 1 and err.startswith('basicsr train: '), err
+    assert err.count('\n') == 1 and err.startswith('basicsr train: error: '), err
     assert expected in err, err
     assert not (tmp_path / 'experiments').exists()
 
@@ -215,7 +215,7 @@ def test_bad_options_are_one_line_errors_before_anything_is_written(case, tmp_pa
 def test_unsafe_or_broken_yaml_is_refused_with_file_and_line(text, expected, tmp_path, capsys, monkeypatch):
     (tmp_path / 'bad.yml').write_text(text)
     monkeypatch.chdir(tmp_path)
-    assert train_main(['-opt', 'bad.yml'], 'basicsr train') == 2
+    assert main(['train', '-opt', 'bad.yml'], 'basicsr') == 2
     err = capsys.readouterr().err
     assert err.count('\n') == 1 and expected in err, err
     assert not (tmp_path / 'pwned').exists()
@@ -227,7 +227,7 @@ SR_FILES = [f'{kind}_{variant}_SRx{scale}.yml' for kind in ('train', 'test')
 
 @pytest.mark.parametrize('name', SR_FILES)
 def test_shipped_sr_option_files_follow_the_paper_recipe(name):
-    from ramit_plugin.cli.basicsr_cmd import load_options
+    from ramit_plugin.option_checks import load_options
     from ramit_plugin.resources import option_file
     opt = load_options(str(option_file(name)))
     variant, scale = re.match(r'\w+?_(.+)_SRx(\d)\.yml', name).groups()

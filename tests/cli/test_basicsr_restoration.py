@@ -14,7 +14,7 @@ import yaml
 import ramit_plugin  # noqa: F401  (torchvision shim before basicsr)
 from basicsr.metrics import calculate_psnr
 from basicsr.utils import tensor2img
-from ramit_plugin.cli.mm import test_main as mm_test_main
+from ramit_cli.main import main
 from ramit_plugin.data import NoisyImageDataset
 from ramit_plugin.resources import option_file
 
@@ -108,7 +108,7 @@ TEST_SETS = {
 
 @pytest.mark.parametrize('name', sorted(TRAIN_FILES) + sorted(TEST_SETS))
 def test_shipped_restoration_option_files_follow_the_paper_recipe(name):
-    from ramit_plugin.cli.basicsr_cmd import load_options
+    from ramit_plugin.option_checks import load_options
     opt = load_options(str(option_file(name)))
     variant, kind = re.match(r'(?:train|test)_(.+)_(CDN|GDN|LLE|DR)\.yml', name).groups()
     assert opt['model_type'] == 'RAMiTModel' and opt['num_gpu'] == 'auto' and 'scale' not in opt
@@ -238,7 +238,7 @@ def test_mm_test_with_the_cdn_config_matches_basicsr_test(tmp_path, reference_di
     argv = [str(option_file('mmengine_RAMiT_CDN.py')), '--checkpoint', str(weights), '--work-dir', str(tmp_path / 'mm'),
             '--cfg-options', 'model.generator.variant=RAMiT-1', f'test_dataloader.dataset.data_root={crops}',
             'test_dataloader.num_workers=0']
-    assert mm_test_main(argv, prog='ramit mm-test') == 0
+    assert main(['mm-test', *argv], prog='ramit') == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     psnr, ssim = map(float, re.fullmatch(r'PSNR: (\S+) SSIM: (\S+)', line).groups())
     assert psnr == pytest.approx(expected['psnr'], abs=0.01) and ssim == pytest.approx(expected['ssim'], abs=1e-4)

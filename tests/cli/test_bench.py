@@ -2,10 +2,16 @@
 import json
 
 import pytest
+import torch
 
-from ramit_plugin.cli.bench import main
-from ramit_plugin.complexity import count_macs, count_params
+from ramit_cli.main import main as ramit
 from ramit_plugin import RAMiT
+from ramit_plugin.complexity import count_macs, count_params
+
+
+def main(argv):
+    """`ramit bench ARGV` in this process; returns the exit status."""
+    return ramit(['bench', *argv], prog='ramit')
 
 
 def test_json_report(capsys):
@@ -36,3 +42,14 @@ def test_table_output_and_errors(capsys):
     assert main(['--sizes', 'abc']) == 2
     assert main(['--half']) == 2
     assert '--half needs --device cuda' in capsys.readouterr().err
+
+
+def test_any_checkpoint_can_be_benchmarked(tmp_path, capsys):
+    net = RAMiT('RAMiT-1', 'sr', 3, dim=16, depths=(1, 1, 1, 1), window_size=4)
+    torch.save({'params_ema': net.state_dict()}, tmp_path / 'custom.pth')
+    assert main(['--weights', str(tmp_path / 'custom.pth'), '--sizes', '16', '--repeats', '1', '--warmup', '0',
+                 '--threads', '1', '--json']) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report['variant'], report['task'], report['scale'], report['params']) == ('RAMiT-1', 'sr', 3,
+                                                                                      count_params(net))
+    assert report['results'][0]['macs'] == count_macs(net, 16, 16)

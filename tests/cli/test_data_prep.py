@@ -12,7 +12,7 @@ import pytest
 import ramit_plugin  # noqa: F401  (torchvision shim before basicsr)
 from basicsr.utils import FileClient
 from ramit_plugin.cli import data_prep
-from ramit_plugin.cli.main import main
+from ramit_cli.main import main
 
 
 def write_images(folder: Path, shapes: dict, dtype=np.uint8, seed: int = 0) -> dict:
@@ -29,7 +29,7 @@ def write_images(folder: Path, shapes: dict, dtype=np.uint8, seed: int = 0) -> d
 
 def run(*argv: str) -> int:
     """Run a `ramit` command in-process."""
-    return main(list(argv))
+    return main(list(argv), prog='ramit')
 
 
 def error_line(capsys) -> str:
@@ -92,7 +92,7 @@ def test_make_lmdb_refuses_existing_output_and_overwrite_replaces_it(tmp_path, c
     out = tmp_path / 'x.lmdb'
     assert run('make-lmdb', '--input', str(tmp_path / 'one'), '--output', str(out)) == 0
     capsys.readouterr()
-    assert run('make-lmdb', '--input', str(tmp_path / 'two'), '--output', str(out)) == 1
+    assert run('make-lmdb', '--input', str(tmp_path / 'two'), '--output', str(out)) == 2
     assert error_line(capsys) == (f'ramit make-lmdb: error: --output {out} already exists; pass --overwrite to '
                                   'replace it')
     assert (out / 'meta_info.txt').read_text() == 'a.png (4,4,3) 1\n'
@@ -107,21 +107,22 @@ def test_make_lmdb_failure_leaves_no_half_lmdb_and_keeps_the_old_one(tmp_path, c
     png = (tmp_path / 'in' / 'b.png').read_bytes()
     (tmp_path / 'in' / 'b.png').write_bytes(png[:45] + b'\xff' * (len(png) - 57) + png[-12:])
     out = tmp_path / 'x.lmdb'
-    assert run('make-lmdb', '--input', str(tmp_path / 'in'), '--output', str(out), '--n-thread', '1') == 1
+    assert run('make-lmdb', '--input', str(tmp_path / 'in'), '--output', str(out), '--n-thread', '1') == 2
     assert error_line(capsys) == (f"ramit make-lmdb: error: {tmp_path / 'in' / 'b.png'}: cannot be "
                                                'read as an image')
     assert not out.exists() and leftovers(tmp_path) == []
     write_images(tmp_path / 'good', {'g.png': (4, 4, 3)})
     assert run('make-lmdb', '--input', str(tmp_path / 'good'), '--output', str(out)) == 0
     assert run('make-lmdb', '--input', str(tmp_path / 'in'), '--output', str(out), '--overwrite',
-               '--n-thread', '2') == 1
+               '--n-thread', '2') == 2
     assert (out / 'meta_info.txt').read_text() == 'g.png (4,4,3) 1\n'
     assert leftovers(tmp_path) == []
 
 
 @pytest.mark.parametrize('setup,message', [
     (lambda d: None, '--input {d}: no such folder'),
-    (lambda d: d.mkdir(), '--input {d}: no images (.png, .jpg, .jpeg, .bmp, .tif, .tiff, .webp) in this folder'),
+    (lambda d: d.mkdir(),
+     '--input {d}: no images (.png, .jpg, .jpeg, .bmp, .tif, .tiff, .webp, .ppm, .pgm) in this folder'),
     (lambda d: write_images(d, {'a b.png': (4, 4, 3)}),
      "{d}/a b.png: 'a b' cannot be an LMDB key: BasicSR needs ASCII names without spaces or dots before the "
      'extension; rename the file'),
@@ -131,20 +132,20 @@ def test_make_lmdb_failure_leaves_no_half_lmdb_and_keeps_the_old_one(tmp_path, c
 def test_make_lmdb_input_errors(tmp_path, capsys, setup, message):
     folder = tmp_path / 'in'
     setup(folder)
-    assert run('make-lmdb', '--input', str(folder), '--output', str(tmp_path / 'x.lmdb')) == 1
+    assert run('make-lmdb', '--input', str(folder), '--output', str(tmp_path / 'x.lmdb')) == 2
     assert error_line(capsys) == 'ramit make-lmdb: error: ' + message.format(d=folder)
     assert not (tmp_path / 'x.lmdb').exists()
 
 
 def test_make_lmdb_output_must_end_with_lmdb(tmp_path, capsys):
     write_images(tmp_path / 'in', {'a.png': (4, 4, 3)})
-    assert run('make-lmdb', '--input', str(tmp_path / 'in'), '--output', str(tmp_path / 'x')) == 1
+    assert run('make-lmdb', '--input', str(tmp_path / 'in'), '--output', str(tmp_path / 'x')) == 2
     assert "must end with '.lmdb'" in capsys.readouterr().err
 
 
 def test_console_script_reads_the_lmdb_back_through_basicsr(tmp_path):
     write_images(tmp_path / 'in', {'a.png': (10, 12, 3)})
-    proc = subprocess.run([sys.executable, '-m', 'ramit_plugin.cli.main', 'make-lmdb', '--input', 'in',
+    proc = subprocess.run([sys.executable, '-m', 'ramit_cli', 'make-lmdb', '--input', 'in',
                            '--output', 'x.lmdb'], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, OMP_NUM_THREADS='1'))
     assert proc.returncode == 0, proc.stderr
@@ -195,13 +196,13 @@ def test_bicubic_downscale_keeps_flat_images_flat_and_rounds_like_matlab():
 
 def test_make_lr_errors(tmp_path, capsys):
     write_images(tmp_path / 'hr', {'tiny.png': (3, 8, 3)})
-    assert run('make-lr', '--input', str(tmp_path / 'hr'), '--output', str(tmp_path / 'lr'), '--scale', '4') == 1
+    assert run('make-lr', '--input', str(tmp_path / 'hr'), '--output', str(tmp_path / 'lr'), '--scale', '4') == 2
     assert error_line(capsys) == (f"ramit make-lr: error: {tmp_path / 'hr' / 'tiny.png'}: 8x3 is "
                                                'smaller than --scale 4')
-    assert run('make-lr', '--input', str(tmp_path / 'hr'), '--output', str(tmp_path / 'lr'), '--scale', '1') == 1
+    assert run('make-lr', '--input', str(tmp_path / 'hr'), '--output', str(tmp_path / 'lr'), '--scale', '1') == 2
     assert 'error: --scale 1: must be an integer of at least 2' in capsys.readouterr().err
     (tmp_path / 'lr').mkdir()
-    assert run('make-lr', '--input', str(tmp_path / 'hr'), '--output', str(tmp_path / 'lr'), '--scale', '2') == 1
+    assert run('make-lr', '--input', str(tmp_path / 'hr'), '--output', str(tmp_path / 'lr'), '--scale', '2') == 2
     assert 'already exists; pass --overwrite' in capsys.readouterr().err
 
 
@@ -237,10 +238,10 @@ def test_extract_subimages_names_sizes_and_content(tmp_path, capsys):
 def test_extract_subimages_errors(tmp_path, capsys):
     write_images(tmp_path / 'hr', {'small.png': (90, 120, 3)})
     assert run('extract-subimages', '--input', str(tmp_path / 'hr'), '--output', str(tmp_path / 'sub'),
-               '--crop-size', '100') == 1
+               '--crop-size', '100') == 2
     assert error_line(capsys) == (f"ramit extract-subimages: error: {tmp_path / 'hr' / 'small.png'}: "
                                                '120x90 is smaller than --crop-size 100')
     assert run('extract-subimages', '--input', str(tmp_path / 'hr'), '--output', str(tmp_path / 'sub'),
-               '--step', '0') == 1
+               '--step', '0') == 2
     assert 'error: --step 0: must be positive' in capsys.readouterr().err
     assert not (tmp_path / 'sub').exists() and leftovers(tmp_path) == []

@@ -4,16 +4,18 @@ The full default demo (1000 iterations, RAMiT beating bicubic) takes minutes and
 """
 import os
 import re
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import pytest
 import yaml
 
+from ramit_cli.main import main
 from ramit_plugin.cli import demo
 from ramit_plugin.cli.data_prep import DataPrepError
-from ramit_plugin.cli.main import main
 
 ITERS = 20
 
@@ -22,7 +24,7 @@ ITERS = 20
 def demo_run(tmp_path_factory):
     """`ramit demo --iters 20` run once in a fresh folder: (workdir, completed process)."""
     cwd = tmp_path_factory.mktemp('demo')
-    proc = subprocess.run([sys.executable, '-m', 'ramit_plugin.cli.main', 'demo', '--workdir', 'wd',
+    proc = subprocess.run([sys.executable, '-m', 'ramit_cli', 'demo', '--workdir', 'wd',
                            '--iters', str(ITERS)], cwd=cwd, capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, OMP_NUM_THREADS='1'))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -78,7 +80,7 @@ def test_demo_trains_through_basicsr_and_prints_psnr_against_bicubic(demo_run):
 
 
 def test_demo_refuses_bad_iters_before_writing_anything(tmp_path, capsys):
-    assert main(['demo', '--workdir', str(tmp_path / 'wd'), '--iters', '0']) == 1
+    assert main(['demo', '--workdir', str(tmp_path / 'wd'), '--iters', '0'], prog='ramit') == 2
     assert capsys.readouterr().err.strip() == 'ramit demo: error: --iters 0: must be at least 1'
     assert not (tmp_path / 'wd').exists()
 
@@ -88,3 +90,31 @@ def test_demo_dataset_build_is_all_or_nothing(tmp_path, monkeypatch):
     with pytest.raises(DataPrepError, match='too few scikit-image photos'):
         demo.build_dataset(tmp_path / 'data')
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_trained_demo_checkpoint_runs_through_ramit_infer(demo_run, tmp_path):
+    """The network `ramit demo` trains (dim 16, one block per stage) is no published size: infer rebuilds it."""
+    workdir, _ = demo_run
+    weights = workdir / 'experiments' / 'demo_RAMiT_SRx2' / 'models' / 'net_g_latest.pth'
+    photo = workdir / 'data' / 'val_LR_bicubic_X2' / 'chelseax2.png'
+    proc = subprocess.run([sys.executable, '-m', 'ramit_cli', 'infer', '-i', str(photo), '-o', 'out', '--weights',
+                           str(weights), '--threads', '1'], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.strip().splitlines()
+    # options/demo_RAMiT_SRx2.yml: variant RAMiT, dim 16, depths [1, 1, 1, 1], num_heads [2, 2, 2, 2],
+    # fuse_expand_groups 1.
+    assert out[0].startswith('RAMiT x2 SR (3 channels) with dim=16, depths=(1, 1, 1, 1), num_heads=(2, 2, 2, 2), '
+                             f'fuse_expand_groups=1 from {weights}')
+    assert out[-1] == 'out: 1 written, 0 skipped (output exists; --overwrite replaces it), 0 failed, of 1 image(s)'
+    result = cv2.imread(str(tmp_path / 'out' / 'chelseax2_RAMiT_x2.png'))
+    assert result.shape == cv2.imread(str(workdir / 'data' / 'val_HR' / 'chelsea.png')).shape
+    # BasicSR's checkpoint (through RAMiTModel's atomic save) is readable by the umask, like BasicSR's own files.
+    assert stat.S_IMODE(weights.stat().st_mode) == 0o666 & ~current_umask()
+
+
+def current_umask() -> int:
+    """This process's umask (set and put back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -3,8 +3,13 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from ramit_plugin.cli.export import main
+from ramit_cli.main import main as ramit
 from ramit_plugin.inference import build_network
+
+
+def main(argv):
+    """`ramit export ARGV` in this process; returns the exit status."""
+    return ramit(['export', *argv], prog='ramit')
 
 
 def test_export_and_verify(reference_dir, tmp_path, capsys):
@@ -45,3 +50,14 @@ def test_missing_onnxruntime_is_a_one_line_hint(reference_dir, tmp_path, capsys,
     assert capsys.readouterr().err.strip() == ("ramit export: error: needs onnxruntime: "
                                                "pip install 'ramit-plugin[export]'")
     assert not any(tmp_path.iterdir())
+
+
+def test_custom_checkpoint_exports(tmp_path, capsys):
+    from ramit_plugin import RAMiT
+    torch.manual_seed(0)
+    net = RAMiT('RAMiT', 'lle', dim=16, depths=(1, 1, 1, 1), window_size=4, fuse_expand_groups=1)
+    torch.save(net.state_dict(), tmp_path / 'custom.pth')
+    assert main(['--weights', str(tmp_path / 'custom.pth'), '--task', 'lle', '--onnx', str(tmp_path / 'c.onnx')]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith('RAMiT low-light enhancement (3 channels) with dim=16, depths=(1, 1, 1, 1), window_size=4, '
+                           'fuse_expand_groups=1 -> ') and '(ok, tolerance 0.0001)' in text

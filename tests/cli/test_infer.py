@@ -1,5 +1,7 @@
-"""`ramit infer` on users' images: formats, bit depths, alpha, gray, corrupt files, overwrite, option errors."""
+"""`ramit infer` on users' images: formats, bit depths, alpha, gray, corrupt files, overwrite, name collisions,
+file modes, option errors."""
 import shutil
+import stat
 import subprocess
 import sys
 
@@ -8,8 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from ramit_plugin.cli.infer import main
+from ramit_cli.main import main as ramit
+from ramit_plugin import RAMiT
 from ramit_plugin.inference import build_network, read_image, restore, upscale_alpha
+
+
+def main(argv):
+    """`ramit infer ARGV` in this process; returns the exit status."""
+    return ramit(['infer', *argv], prog='ramit')
 
 
 def smooth(h, w, c, seed, dtype=np.uint8):
@@ -25,7 +33,7 @@ def weights(reference_dir):
     return reference_dir / 'weights' / 'RAMiT-slimSR_X2.pth'
 
 
-def test_folder_mixing_formats(weights, tmp_path):
+def test_folder_mixing_formats(weights, tmp_path, capsys):
     src = tmp_path / 'in'
     src.mkdir()
     cv2.imwrite(str(src / 'colour.png'), smooth(20, 28, 3, 0))
@@ -37,12 +45,13 @@ def test_folder_mixing_formats(weights, tmp_path):
     (src / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n this is not an image')
     (src / 'notes.txt').write_text('ignored: not an image suffix')
     out = tmp_path / 'out'
-    cmd = [sys.executable, '-m', 'ramit_plugin.cli.main', 'infer', '-i', str(src), '-o', str(out),
+    cmd = [sys.executable, '-m', 'ramit_cli', 'infer', '-i', str(src), '-o', str(out),
            '--weights', str(weights)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
-    assert 'broken.png: cannot read image (corrupt file or unsupported format); skipped' in proc.stderr
-    assert '5 of 6 image(s) written' in proc.stdout and 'failed: broken.png' in proc.stdout
+    assert 'broken.png: cannot be read as an image (corrupt file or unsupported format); skipped' in proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == (f'{out}: 5 written, 0 skipped (output exists; --overwrite '
+                                                    'replaces it), 1 failed, of 6 image(s); failed: broken.png')
     assert sorted(p.name for p in out.iterdir()) == sorted(
         f'{n}_RAMiT_x2.png' for n in ('colour', 'photo', 'gray', 'rgba', 'deep'))
 
@@ -66,10 +75,13 @@ def test_folder_mixing_formats(weights, tmp_path):
     # 16-bit output keeps its precision: not a multiple of 257 everywhere as an 8-bit round trip would be.
     assert np.any(written('deep') % 257)
 
-    # A second run skips existing outputs unless --overwrite.
+    # A second run skips existing outputs unless --overwrite, and says so in its summary.
     before = (out / 'colour_RAMiT_x2.png').stat().st_mtime_ns
-    assert main(['-i', str(src / 'colour.png'), '-o', str(out), '--weights', str(weights)]) == 0
+    assert main(['-i', str(src / 'colour.png'), str(src / 'photo.jpg'), '-o', str(out), '--weights',
+                 str(weights)]) == 0
     assert (out / 'colour_RAMiT_x2.png').stat().st_mtime_ns == before
+    assert capsys.readouterr().out.strip().splitlines()[-1] == (
+        f'{out}: 0 written, 2 skipped (output exists; --overwrite replaces it), 0 failed, of 2 image(s)')
     assert main(['-i', str(src / 'colour.png'), '-o', str(out), '--weights', str(weights), '--overwrite']) == 0
     assert (out / 'colour_RAMiT_x2.png').stat().st_mtime_ns != before
     assert not [p for p in out.iterdir() if p.name.startswith('.')]  # no temporary files left
@@ -110,7 +122,7 @@ def test_gray_network_and_task_naming(reference_dir, tmp_path, capsys):
     (['--variant', 'RAMiT-1'], '--variant RAMiT-1 contradicts the checkpoint, which is RAMiT-slimSR'),
     (['--task', 'dn'], '--task dn contradicts the checkpoint, which fits task(s) sr'),
     (['--half', '--device', 'cpu'], '--half needs a CUDA device'),
-    (['--tile', '16', '--tile-overlap', '16'], 'need --batch >= 1 and --tile > --tile-overlap >= 0'),
+    (['--tile', '16', '--tile-overlap', '16'], '--tile 16 --tile-overlap 16: need --tile > --tile-overlap >= 0'),
 ])
 def test_option_errors_are_one_line(weights, tmp_path, capsys, flags, message):
     cv2.imwrite(str(tmp_path / 'x.png'), smooth(8, 8, 3, 0))
@@ -119,9 +131,61 @@ def test_option_errors_are_one_line(weights, tmp_path, capsys, flags, message):
     assert message in err and len(err.splitlines()) == 1
 
 
-def test_missing_input_is_reported(weights, tmp_path, capsys):
+def test_missing_input_is_one_line_and_nothing_is_written(weights, tmp_path, capsys):
     cv2.imwrite(str(tmp_path / 'x.png'), smooth(8, 8, 3, 0))
     assert main(['-i', str(tmp_path / 'x.png'), str(tmp_path / 'nope*.png'), '-o', str(tmp_path / 'o'),
-                 '--weights', str(weights)]) == 1
-    assert f'{tmp_path / "nope*.png"}: no such file, folder or matching images' in capsys.readouterr().err
-    assert (tmp_path / 'o' / 'x_RAMiT_x2.png').is_file()
+                 '--weights', str(weights)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f'ramit infer: error: -i {tmp_path / "nope*.png"}: no such file, folder or matching images']
+    assert not (tmp_path / 'o').exists()
+
+
+def test_names_that_collide_get_their_extension_or_are_refused(weights, tmp_path, capsys):
+    src = tmp_path / 'in'
+    src.mkdir()
+    cv2.imwrite(str(src / 'a.png'), smooth(12, 14, 3, 1))
+    cv2.imwrite(str(src / 'a.jpg'), smooth(10, 9, 3, 2))
+    cv2.imwrite(str(src / 'b.png'), smooth(8, 8, 3, 3))
+    out = tmp_path / 'out'
+    assert main(['-i', str(src), '-o', str(out), '--weights', str(weights)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ['a_jpg_RAMiT_x2.png', 'a_png_RAMiT_x2.png', 'b_RAMiT_x2.png']
+    assert cv2.imread(str(out / 'a_png_RAMiT_x2.png')).shape == (24, 28, 3)
+    assert cv2.imread(str(out / 'a_jpg_RAMiT_x2.png')).shape == (20, 18, 3)
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith(f'{out}: 3 written, 0 skipped')
+    # Same name and extension in two folders: no name tells them apart, so the run is refused before any work.
+    (tmp_path / 'other').mkdir()
+    cv2.imwrite(str(tmp_path / 'other' / 'b.png'), smooth(8, 8, 3, 4))
+    assert main(['-i', str(src / 'b.png'), str(tmp_path / 'other' / 'b.png'), '-o', str(tmp_path / 'o2'),
+                 '--weights', str(weights)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"ramit infer: error: {src / 'b.png'} and {tmp_path / 'other' / 'b.png'} would both be written as "
+        'b_RAMiT_x2.png; rename one or restore them in separate runs']
+    assert not (tmp_path / 'o2').exists()
+
+
+def test_outputs_get_the_umask_mode(weights, tmp_path, umask_022):
+    cv2.imwrite(str(tmp_path / 'x.png'), smooth(8, 8, 3, 0))
+    assert main(['-i', str(tmp_path / 'x.png'), '-o', str(tmp_path / 'o'), '--weights', str(weights)]) == 0
+    assert stat.S_IMODE((tmp_path / 'o' / 'x_RAMiT_x2.png').stat().st_mode) == 0o644
+
+
+def test_custom_checkpoint_and_threads(tmp_path, capsys):
+    """A network of no published size, saved as BasicSR does, restores images; --threads sets torch's threads."""
+    torch.manual_seed(0)
+    net = RAMiT('RAMiT', 'dn', dim=32, depths=(1, 2, 1, 1), exp_factor=1.5, fuse_expand_groups=2).eval()
+    torch.save({'params': net.state_dict()}, tmp_path / 'net_g_latest.pth')
+    img = smooth(20, 24, 3, 5)
+    cv2.imwrite(str(tmp_path / 'x.png'), img)
+    threads = torch.get_num_threads()
+    try:
+        assert main(['-i', str(tmp_path / 'x.png'), '-o', str(tmp_path / 'o'), '--weights',
+                     str(tmp_path / 'net_g_latest.pth'), '--task', 'dn', '--threads', '2']) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    assert capsys.readouterr().out.splitlines()[0].startswith(
+        'RAMiT colour denoising (3 channels) with dim=32, depths=(1, 2, 1, 1), exp_factor=1.5, fuse_expand_groups=2 '
+        f"from {tmp_path / 'net_g_latest.pth'}")
+    x = torch.from_numpy(read_image(tmp_path / 'x.png').rgb).permute(2, 0, 1)[None]
+    expected = np.round(restore(net, x)[0].clamp(0, 1).permute(1, 2, 0).numpy()[:, :, ::-1] * 255)
+    assert np.abs(cv2.imread(str(tmp_path / 'o' / 'x_RAMiT_dn.png')).astype(np.float64) - expected).max() <= 1

@@ -1,14 +1,14 @@
 """`ramit models`: every published name with its task, variant and scale, and whether it is cached."""
 import shutil
 
-from ramit_plugin.cli.models import main
+from ramit_cli.main import main
 
 
 def test_lists_all_and_marks_cached(reference_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv('RAMIT_CACHE', str(tmp_path))
     shutil.copy(reference_dir / 'weights' / 'RAMiT-1_X3.pth', tmp_path)
     (tmp_path / 'RAMiT-1_X4.pth').write_bytes(b'not the published file')
-    assert main([], prog='ramit models') == 0
+    assert main(['models'], prog='ramit') == 0
     lines = capsys.readouterr().out.splitlines()
     rows = {line.split()[0]: line.split() for line in lines[1:-1]}
     assert len(rows) == 15

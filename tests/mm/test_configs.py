@@ -11,8 +11,8 @@ import torch
 import yaml
 from mmengine.config import Config
 
+from ramit_cli.main import main
 from ramit_plugin.archs.ramit_arch import RAMiT
-from ramit_plugin.cli.mm import train_main
 from ramit_plugin.mm.hooks import WarmStartHook
 from ramit_plugin.registry import DATASETS
 from ramit_plugin.resources import option_file
@@ -150,7 +150,7 @@ def test_new_config_trains_two_iterations_through_both_stages(task, task_data, x
     work_dir = tmp_path / 'work'
     argv = [str(option_file(f'mmengine_RAMiT_{task}.py')), '--work-dir', str(work_dir),
             '--cfg-options', *overrides(task, task_data[DATA[task]], x2_weights)]
-    assert train_main(argv, prog='ramit mm-train') == 0
+    assert main(['mm-train', *argv], prog='ramit') == 0
     log = next(work_dir.glob('*/*.log')).read_text()
     assert re.search(r'Iter\(train\) \[2/2\] .*loss: [\d.]+', log)
     assert float(re.search(r'Iter\(val\) \[4/4\] +PSNR: ([\d.]+)', log).group(1)) > 0
@@ -196,7 +196,7 @@ def check_warm_start(work_dir: Path, scale: int, x2_weights: Path) -> None:
 def test_progressive_stage_larger_than_the_delivered_patch_is_one_line(task_data, tmp_path, capsys):
     argv = [str(option_file('mmengine_RAMiT_CDN.py')), '--work-dir', str(tmp_path / 'work'), '--cfg-options',
             *overrides('CDN', task_data['clean'], None), 'model.progressive.gt_sizes=[16,48]']
-    assert train_main(argv, prog='ramit mm-train') == 2
+    assert main(['mm-train', *argv], prog='ramit') == 2
     assert capsys.readouterr().err.strip() == (
         'ramit mm-train: error: model.progressive: gt_sizes [16, 48]: each must be positive, a multiple of the scale '
         '1 and at most the GT patch the train pipeline delivers (32)')

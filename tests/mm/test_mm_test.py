@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from ramit_plugin.cli.mm import test_main as mm_test_main
+from ramit_cli.main import main
 from ramit_plugin.resources import option_file
 
 
@@ -11,9 +11,9 @@ def run_mm_test(tmp_path, weights: str, set5, monkeypatch, scale: int = 2) -> in
     """`ramit mm-test` with the shipped config of ``scale`` on ../shared's Set5, RAMiT-1, in tmp_path."""
     monkeypatch.chdir(tmp_path)
     config = str(option_file(f'mmengine_RAMiT_SRx{scale}.py'))
-    return mm_test_main([config, '--checkpoint', weights, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
-                         'model.generator.variant=RAMiT-1', f'test_dataloader.dataset.data_root={set5}',
-                         'test_dataloader.num_workers=0'], prog='ramit mm-test')
+    return main(['mm-test', config, '--checkpoint', weights, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+                 'model.generator.variant=RAMiT-1', f'test_dataloader.dataset.data_root={set5}',
+                 'test_dataloader.num_workers=0'], prog='ramit')
 
 
 # The paper's Set5 PSNR-Y / SSIM-Y of RAMiT-1 (crop border = scale).

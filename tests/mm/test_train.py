@@ -8,9 +8,8 @@ import pytest
 import torch
 
 import ramit_plugin.mm  # noqa: F401  (allows the checkpoints' numpy/HistoryBuffer globals for weights_only)
-from ramit_plugin.checkpoint import read_state_dict
-from ramit_plugin.cli.mm import test_main as mm_test_main
-from ramit_plugin.cli.mm import train_main
+from ramit_cli.main import main
+from ramit_plugin.checkpoint import read_checkpoint
 
 
 def scalars(work_dir: Path) -> list:
@@ -25,15 +24,14 @@ def test_train_20_iterations_saves_and_resumes_at_the_right_iteration(tmp_path, 
     monkeypatch.chdir(tmp_path)
     config = tiny_config(10)
     work_dir = tmp_path / 'work'
-    assert train_main([str(config), '--work-dir', str(work_dir)], prog='ramit mm-train') == 0
+    assert main(['mm-train', str(config), '--work-dir', str(work_dir)], prog='ramit') == 0
     checkpoint = work_dir / 'iter_10.pth'
     assert checkpoint.is_file() and (work_dir / 'last_checkpoint').read_text().strip() == str(checkpoint)
     # mmengine itself loads it with torch.load's weights_only default; so must anyone else.
     assert torch.load(checkpoint, map_location='cpu')['meta']['iter'] == 10
 
-    assert train_main([str(config), '--work-dir', str(work_dir), '--resume',
-                       '--cfg-options', 'train_cfg.max_iters=20', 'train_cfg.val_interval=20'],
-                      prog='ramit mm-train') == 0
+    assert main(['mm-train', str(config), '--work-dir', str(work_dir), '--resume',
+                 '--cfg-options', 'train_cfg.max_iters=20', 'train_cfg.val_interval=20'], prog='ramit') == 0
     records = scalars(work_dir)
     assert [r['iter'] for r in records] == list(range(1, 21))  # the resumed run logged 11..20, nothing twice
     lrs = {r['iter']: r['lr'] for r in records}
@@ -51,7 +49,7 @@ def test_two_process_cpu_run_with_torchrun(tmp_path, tiny_config):
     work_dir = tmp_path / 'work'
     # --standalone: a local rendezvous on a free port.
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-           '-m', 'ramit_plugin.cli.main', 'mm-train', str(config), '--work-dir', str(work_dir),
+           '-m', 'ramit_cli', 'mm-train', str(config), '--work-dir', str(work_dir),
            '--launcher', 'pytorch', '--cfg-options', 'default_hooks.checkpoint.interval=4']
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -67,9 +65,8 @@ def test_ema_option_validates_saves_and_tests_the_averaged_weights(tmp_path, tin
     monkeypatch.chdir(tmp_path)
     config = str(tiny_config(4))
     work_dir = tmp_path / 'work'
-    assert train_main([config, '--work-dir', str(work_dir), '--cfg-options', 'default_hooks.ema.type=EMAHook',
-                       'default_hooks.ema.momentum=0.5', 'default_hooks.checkpoint.interval=4'],
-                      prog='ramit mm-train') == 0
+    assert main(['mm-train', config, '--work-dir', str(work_dir), '--cfg-options', 'default_hooks.ema.type=EMAHook',
+                 'default_hooks.ema.momentum=0.5', 'default_hooks.checkpoint.interval=4'], prog='ramit') == 0
     checkpoint = work_dir / 'iter_4.pth'
     saved = torch.load(checkpoint, map_location='cpu')
     # mmengine's EMAHook saves the averaged weights as 'state_dict' and the raw ones under 'ema_state_dict'.
@@ -77,12 +74,12 @@ def test_ema_option_validates_saves_and_tests_the_averaged_weights(tmp_path, tin
     raw = {k[len('module.generator.'):]: v for k, v in saved['ema_state_dict'].items()
            if k.startswith('module.generator.')}
     assert ema.keys() == raw.keys() and any(not torch.equal(ema[k], raw[k]) for k in ema)
-    loaded = read_state_dict(checkpoint)
+    loaded = read_checkpoint(checkpoint)[0]
     assert loaded.keys() == ema.keys() and all(torch.equal(loaded[k], ema[k]) for k in ema)
 
     def mm_test(weights) -> float:
         argv = [config, '--checkpoint', str(weights), '--work-dir', str(tmp_path / 'test')]
-        assert mm_test_main(argv, prog='ramit mm-test') == 0
+        assert main(['mm-test', *argv], prog='ramit') == 0
         return float(capsys.readouterr().out.split('PSNR: ')[-1].split()[0])
 
     # Validation at iteration 4 ran the EMA weights: `ramit mm-test` on the checkpoint reproduces its PSNR, and the
@@ -100,8 +97,8 @@ def test_compiled_training_forward_keeps_plain_checkpoints(tmp_path, tiny_config
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv('TORCHINDUCTOR_CACHE_DIR', str(inductor_cache))
     work_dir = tmp_path / 'work'
-    assert train_main([str(tiny_config(4)), '--work-dir', str(work_dir), '--cfg-options', 'model.compile=True'],
-                      prog='ramit mm-train') == 0
+    assert main(['mm-train', str(tiny_config(4)), '--work-dir', str(work_dir), '--cfg-options',
+                 'model.compile=True'], prog='ramit') == 0
     log = next(work_dir.glob('*/*.log')).read_text()
     assert 'model.compile: training forward compiled with torch.compile (mode auto)' in log
     state = torch.load(work_dir / 'iter_4.pth', map_location='cpu')['state_dict']

@@ -3,6 +3,7 @@ import copy
 import logging
 import math
 import os
+import stat
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ import torch
 import ramit_plugin  # noqa: F401  (registers RAMiT and RAMiTModel)
 from basicsr.utils import get_root_logger
 from ramit_plugin.archs import RAMiT
-from ramit_plugin.checkpoint import CheckpointMismatchError
+from ramit_plugin.checkpoint import CheckpointMismatchError, infer_config, read_checkpoint
 from ramit_plugin.models import NonFiniteLossError, RAMiTModel
 from ramit_plugin.precision import AMP_DTYPES
 from ramit_plugin.protocol import protocol_forward
@@ -276,3 +277,14 @@ def test_resume_restores_optimizer_and_scheduler_state_with_weights_only(tmp_pat
                for i in saved['state'] for key in saved['state'][i])
     assert resumed.schedulers[0].state_dict() == model.schedulers[0].state_dict()
     assert resumed.get_current_learning_rate() == model.get_current_learning_rate()
+
+
+def test_saved_checkpoints_get_the_umask_mode_and_describe_their_network(tmp_path, umask_022):
+    model = RAMiTModel(make_opt(tmp_path, ema_decay=0.5))
+    model.save(epoch=0, current_iter=3)
+    pth, state = tmp_path / 'models' / 'net_g_3.pth', tmp_path / 'training_states' / '3.state'
+    assert stat.S_IMODE(pth.stat().st_mode) == stat.S_IMODE(state.stat().st_mode) == 0o644
+    sd, metadata = read_checkpoint(pth)
+    assert infer_config(sd, metadata) == dict(variant='RAMiT-1', task='sr', upscale=2, dim=16, depths=(1, 1, 1, 1),
+                                              num_heads=(2, 2, 2, 2), window_size=4)
+    assert all(torch.equal(v, model.net_g_ema.state_dict()[k]) for k, v in sd.items())  # EMA weights first

@@ -1,0 +1,265 @@
+"""Checks of a BasicSR option file before `basicsr train/test` start: one-line OptionErrors, nothing written.
+
+Everything basicsr 1.4.2 would otherwise trip over mid-run (or after minutes of data loading) is checked up front:
+YAML syntax and unsafe tags, registry names, the network's options, data roots, LMDB meta_info, LQ/GT sizes against
+the scale, training keys without defaults, and the checkpoints named under ``path``.
+"""
+import copy
+import os
+import re
+from os import path as osp
+from typing import Dict, List, Tuple
+
+import torch
+import yaml
+from basicsr.data.data_util import paired_paths_from_folder
+from basicsr.utils.options import _postprocess_yml_value
+from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
+
+from .basicsr_compat import safe_ordered_yaml
+from .checkpoint import load_checkpoint
+from .data.errors import DatasetError
+from .errors import OptionError
+from .image_files import IMAGE_EXTENSIONS, is_image_name, read_header, read_meta_info
+from .models.progressive import ProgressiveSchedule
+from .models.ramit_model import AMP_DTYPES, OPTIMIZERS, WARM_START_TRAINED
+
+SCHEDULERS = ('MultiStepLR', 'MultiStepRestartLR', 'CosineAnnealingRestartLR')  # what basicsr 1.4.2 builds
+
+
+def load_options(path: str) -> dict:
+    """Parse an option YAML safely; OptionError naming the file (and line) for unreadable, unsafe or bad YAML."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            text = f.read()
+    except OSError as err:
+        raise OptionError(f'{path}: cannot read the option file ({err.strerror})') from None
+    try:
+        opt = yaml.load(text, Loader=safe_ordered_yaml()[0])
+    except yaml.constructor.ConstructorError as err:
+        line = err.problem_mark.line + 1 if err.problem_mark else '?'
+        tag = re.search(r"tag '([^']+)'", str(err.problem))
+        tag = tag.group(1) if tag else 'an unknown tag'
+        raise OptionError(f'{path}, line {line}: refusing YAML tag {tag}: option files are read with a safe '
+                          'loader and may not construct Python objects') from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, 'problem_mark', None)
+        where = f', line {mark.line + 1}, column {mark.column + 1}' if mark else ''
+        problem = getattr(err, 'problem', None) or str(err).splitlines()[0]
+        raise OptionError(f'{path}{where}: YAML syntax error: {problem}') from None
+    if not isinstance(opt, dict):
+        raise OptionError(f'{path}: not an option file (the top level must be a mapping of option keys)')
+    return opt
+
+
+def apply_force_yml(opt: dict, entries: List[str], path: str) -> None:
+    """Apply --force_yml entries as basicsr does (same value parsing), with errors naming the entry."""
+    for entry in entries:
+        if entry.count('=') != 1:
+            raise OptionError(f'--force_yml {entry!r}: expected KEY:SUB=VALUE (one "=")')
+        keys, value = (part.strip() for part in entry.split('='))
+        keys = keys.split(':')
+        node = opt
+        for depth, key in enumerate(keys[:-1]):
+            if not isinstance(node, dict) or key not in node:
+                raise OptionError(f"--force_yml {entry!r}: {':'.join(keys[:depth + 1])} is not in {path}")
+            node = node[key]
+        if not isinstance(node, dict):
+            raise OptionError(f"--force_yml {entry!r}: {':'.join(keys[:-1])} in {path} is not a mapping")
+        try:
+            node[keys[-1]] = _postprocess_yml_value(value)
+        except Exception as err:  # basicsr evaluates list values with eval()
+            raise OptionError(f'--force_yml {entry!r}: cannot parse the value ({err})') from None
+
+
+# -------------------------------------------------------------------------------------------- option checking
+def check_options(opt: dict, path: str, is_train: bool, launcher: str = 'none') -> None:
+    """Everything BasicSR would otherwise trip over mid-run: registries, network, data folders, checkpoints."""
+    def fail(key: str, msg: str) -> None:
+        raise OptionError(f'{path}: {key}: {msg}')
+
+    def section(key: str) -> dict:
+        value = opt.get(key)
+        if not isinstance(value, dict):
+            fail(key, 'missing (a mapping is required)')
+        return value
+
+    for key in ('name', 'model_type', 'num_gpu'):
+        if opt.get(key) in (None, ''):
+            fail(key, 'missing')
+    if opt['model_type'] not in MODEL_REGISTRY:
+        fail('model_type', f"unknown model {opt['model_type']!r}; valid: "
+                           f"{', '.join(sorted(MODEL_REGISTRY.keys()))}")
+    cuda = torch.cuda.is_available()
+    if opt['num_gpu'] not in ('auto', 0) and not cuda:
+        fail('num_gpu', f"{opt['num_gpu']} but this machine has no CUDA GPU; use num_gpu: auto (or 0)")
+    if launcher == 'slurm' and not cuda:
+        raise OptionError('--launcher slurm needs CUDA GPUs; on CPUs start the processes with torchrun and '
+                          '--launcher pytorch')
+
+    net_opt = section('network_g')
+    net_type = net_opt.get('type')
+    if net_type not in ARCH_REGISTRY:
+        fail('network_g:type', f"unknown network {net_type!r}; valid: {', '.join(sorted(ARCH_REGISTRY.keys()))}")
+    try:
+        net = ARCH_REGISTRY.get(net_type)(**{k: v for k, v in net_opt.items() if k != 'type'})
+    except (ValueError, TypeError) as err:
+        fail('network_g', str(err))
+
+    paths = section('path')
+    train_opt = section('train') if is_train else {}
+    if is_train:
+        check_train_options(opt, train_opt, fail, LOSS_REGISTRY)
+    elif not isinstance(opt.get('val'), dict) or 'save_img' not in opt['val']:
+        fail('val', 'a test file needs val: {save_img: false, metrics: ...}')
+    check_datasets(opt, section('datasets'), is_train, fail, DATASET_REGISTRY)
+    check_checkpoints(opt, paths, train_opt, net, fail)
+
+
+def check_train_options(opt: dict, train_opt: dict, fail, loss_registry) -> None:
+    """Keys train_pipeline reads without defaults, optimizer, scheduler, losses, AMP, warm start, progressive."""
+    logger_opt = opt.get('logger')
+    for key in ('print_freq', 'save_checkpoint_freq'):
+        if not isinstance(logger_opt, dict) or not isinstance(logger_opt.get(key), (int, float)):
+            fail(f'logger:{key}', 'missing (a number of iterations is required)')
+    if opt.get('val') is not None and not isinstance(opt['val'].get('val_freq'), (int, float)):
+        fail('val:val_freq', 'missing (a number of iterations is required when val is given)')
+    if not isinstance(train_opt.get('total_iter'), (int, float)):
+        fail('train:total_iter', 'missing (a number of iterations is required)')
+    optim = train_opt.get('optim_g') or {}
+    if optim.get('type') not in OPTIMIZERS:
+        fail('train:optim_g:type', f"{optim.get('type')!r} is not supported; valid: {', '.join(OPTIMIZERS)}")
+    scheduler = (train_opt.get('scheduler') or {}).get('type')
+    if scheduler not in SCHEDULERS:
+        fail('train:scheduler:type', f"{scheduler!r} is not supported; valid: {', '.join(SCHEDULERS)}")
+    losses = {k: v for k, v in train_opt.items() if k.endswith('_opt') and v}
+    if not losses:
+        fail('train', 'no loss configured; add e.g. pixel_opt: {type: L1Loss, loss_weight: 1.0}')
+    for key, spec in losses.items():
+        if not isinstance(spec, dict) or spec.get('type') not in loss_registry:
+            kind = spec.get('type') if isinstance(spec, dict) else spec
+            fail(f'train:{key}:type', f"unknown loss {kind!r}; valid: {', '.join(sorted(loss_registry.keys()))}")
+    if train_opt.get('amp') not in (None, False, 'none', 'fp32', *AMP_DTYPES):
+        fail('train:amp', f"{train_opt['amp']!r} is not supported; valid: {', '.join(AMP_DTYPES)}")
+    if train_opt.get('warm_start_iter') and not opt['path'].get('pretrain_network_g'):
+        fail('train:warm_start_iter', 'needs path:pretrain_network_g (the x2 model whose weights, except '
+                                      'to_target.*, start the run)')
+    if train_opt.get('progressive'):
+        data_opt = (opt.get('datasets') or {}).get('train') or {}
+        try:
+            ProgressiveSchedule.from_options(train_opt['progressive'], data_opt.get('gt_size') or 0,
+                                             data_opt.get('batch_size_per_gpu') or 0, opt.get('scale', 1))
+        except ValueError as err:
+            fail('train:progressive', str(err).replace('train:progressive: ', '', 1))
+
+
+def check_datasets(opt: dict, datasets: dict, is_train: bool, fail, registry) -> None:
+    """Dataset types, data roots (missing, empty, LMDB without meta_info) and LQ/GT sizes of paired sets."""
+    phases = ('train', 'val') if is_train else ('test', 'val')
+    if is_train and 'train' not in datasets:
+        fail('datasets:train', 'missing')
+    for phase_key, data_opt in datasets.items():
+        where = f'datasets:{phase_key}'
+        if phase_key.split('_')[0] not in phases:
+            fail(where, f"unknown phase; keys must start with {' or '.join(phases)}")
+        if not isinstance(data_opt, dict) or data_opt.get('type') not in registry:
+            kind = data_opt.get('type') if isinstance(data_opt, dict) else data_opt
+            fail(f'{where}:type', f"unknown dataset {kind!r}; valid: {', '.join(sorted(registry.keys()))}")
+        backend = (data_opt.get('io_backend') or {}).get('type', 'disk')
+        roots = {k: v for k, v in data_opt.items() if k.startswith('dataroot')}
+        if not roots:
+            fail(where, 'no dataroot_gt / dataroot_lq given')
+        for key, root in roots.items():
+            check_root(f'{where}:{key}', root, backend, fail)
+        if data_opt['type'] == 'PairedImageDataset' and {'dataroot_gt', 'dataroot_lq'} <= set(roots):
+            check_pairs(where, data_opt, backend, int(opt.get('scale', 1)), phase_key.startswith('train'), fail)
+        # Build it as basicsr will (phase and scale added as parse_options does; not via build_dataset, whose
+        # logging would initialise basicsr's logger before train_pipeline can give it its log file).
+        built = dict(copy.deepcopy(data_opt), phase=phase_key.split('_')[0])
+        if 'scale' in opt:
+            built['scale'] = opt['scale']
+        try:
+            registry.get(data_opt['type'])(built)
+        except DatasetError as err:
+            fail(where, str(err))
+
+
+def check_root(where: str, root, backend: str, fail) -> None:
+    """A data root exists and holds data: an LMDB with meta_info.txt, or a folder with images."""
+    if root in (None, ''):
+        fail(where, 'missing (a folder or LMDB path is required)')
+    root = osp.expanduser(str(root))
+    if not osp.isdir(root):
+        fail(where, f'{root} does not exist (paths are relative to the current directory {os.getcwd()})')
+    if backend == 'lmdb':
+        for name in ('data.mdb', 'meta_info.txt'):
+            if not osp.isfile(osp.join(root, name)):
+                fail(where, f'{root} is not a complete LMDB: {name} is missing (create it with `ramit make-lmdb`)')
+    elif not any(is_image_name(f) for _, _, files in os.walk(root, followlinks=True) for f in files):
+        fail(where, f'{root} contains no images ({", ".join(IMAGE_EXTENSIONS)})')
+
+
+def check_pairs(where: str, data_opt: dict, backend: str, scale: int, train: bool, fail) -> None:
+    """LQ/GT pairs fit the scale (train: GT = LQ*s exactly; val: GT cropped to LQ*s by basicsr, excess < s)."""
+    gt_root, lq_root = (osp.expanduser(str(data_opt[k])) for k in ('dataroot_gt', 'dataroot_lq'))
+    if backend == 'lmdb':
+        gt_sizes, lq_sizes = lmdb_sizes(gt_root, f'{where}:dataroot_gt', fail), lmdb_sizes(
+            lq_root, f'{where}:dataroot_lq', fail)
+        unmatched = sorted(set(gt_sizes) ^ set(lq_sizes))
+        if unmatched:
+            fail(where, f'the GT and LQ LMDBs hold different keys, e.g. {", ".join(unmatched[:3])}')
+        pairs = [(k, k, gt_sizes[k], lq_sizes[k]) for k in sorted(gt_sizes)]
+    elif backend == 'disk' and not data_opt.get('meta_info_file'):
+        try:
+            paths = paired_paths_from_folder([lq_root, gt_root], ['lq', 'gt'], data_opt.get('filename_tmpl', '{}'))
+        except AssertionError as err:
+            fail(where, f'{err} (GT {gt_root}, LQ {lq_root}, filename_tmpl {data_opt.get("filename_tmpl", "{}")!r})')
+        pairs = sorted((p['gt_path'], p['lq_path'], None, None) for p in paths)
+    else:
+        return
+    gt_size = data_opt.get('gt_size') if train else None
+    for gt_name, lq_name, gt_hw, lq_hw in pairs:
+        if gt_hw is None:
+            gt_hw, lq_hw = image_size(gt_name), image_size(lq_name)
+        (gh, gw), (lh, lw) = gt_hw, lq_hw
+        fits = (gh, gw) == (lh * scale, lw * scale) if train else (
+            0 <= gh - lh * scale < scale and 0 <= gw - lw * scale < scale)
+        if not fits:
+            fail(where, f'GT {gt_name} is {gw}x{gh} but LQ {lq_name} is {lw}x{lh}: not x{scale} '
+                        '(LQ folder of another scale, or mismatched pairs?)')
+        if gt_size and min(lh, lw) < gt_size // scale:
+            fail(f'{where}:gt_size', f'{gt_size} needs LQ images of at least {gt_size // scale} pixels; '
+                                     f'{lq_name} is {lw}x{lh}')
+
+
+def lmdb_sizes(root: str, where: str, fail) -> Dict[str, Tuple[int, int]]:
+    """Key -> (height, width) from an LMDB's meta_info.txt ("name.png (h,w,c) level" per line)."""
+    sizes = {}
+    for entry in read_meta_info(osp.join(root, 'meta_info.txt')):
+        if entry.size is None:
+            fail(where, f'{root}/meta_info.txt line {entry.line} is not "name (h,w,c) compression"')
+        # basicsr's paired_paths_from_lmdb keys an image by its name up to the first '.'.
+        sizes[entry.name.split('.')[0]] = entry.size
+    return sizes
+
+
+def image_size(path: str) -> Tuple[int, int]:
+    """(height, width) of an image from its header."""
+    header = read_header(path)
+    return header.height, header.width
+
+
+def check_checkpoints(opt: dict, paths: dict, train_opt: dict, net, fail) -> None:
+    """The pretrained network fits network_g (warm start: except to_target.*); resume_state exists."""
+    resume = paths.get('resume_state')
+    if resume and not osp.isfile(osp.expanduser(str(resume))):
+        fail('path:resume_state', f'{resume} does not exist')
+    pretrain = paths.get('pretrain_network_g')
+    if not pretrain:
+        return
+    exclude = (WARM_START_TRAINED,) if train_opt.get('warm_start_iter') else ()
+    try:
+        load_checkpoint(net, osp.expanduser(str(pretrain)), exclude, paths.get('strict_load_g', True),
+                        paths.get('param_key_g', 'params'), label=str(pretrain))
+    except ValueError as err:
+        fail('path:pretrain_network_g', str(err))
