@@ -108,6 +108,9 @@ def test_published_shapes_with_a_single_such_task_need_no_setting(spandrel, monk
     loader = spandrel.ModelLoader()
     assert loader.load_from_state_dict(RAMiT('RAMiT-1', 'dn').state_dict()).model.task == 'dn'
     assert loader.load_from_state_dict(RAMiT('RAMiT', 'lle').state_dict()).model.task == 'dr'
+    gray = loader.load_from_state_dict(RAMiT('RAMiT', 'graydn').state_dict())  # one channel: only graydn
+    assert (gray.model.task, gray.input_channels, gray.output_channels, gray.purpose) == ('graydn', 1, 1,
+                                                                                         'Restoration')
 
 
 def test_basicsr_ddp_and_mmengine_key_layouts(spandrel):

@@ -16,7 +16,7 @@ def run(args: argparse.Namespace, prog: str) -> int:
         raise OptionError(f'{out} exists; --overwrite replaces it')
     if not out.parent.is_dir():
         raise OptionError(f'{out}: folder {out.parent} does not exist')
-    weights, published = resolve_weights(args.input)
+    weights, published = resolve_weights(args.input, option='')
     net = build_network(weights, args.variant, args.task, args.scale, published)
     write_safetensors(out, net.state_dict(), config_metadata(net))
     print(f'{describe(network_config(net))}: {weights} -> {out}')
