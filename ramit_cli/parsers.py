@@ -282,5 +282,6 @@ def mm_test_parser(prog: str) -> argparse.ArgumentParser:
     """`ramit mm-test`."""
     parser = mm_parser(prog, "Test a RAMiT checkpoint with mmengine's Runner from a Python config.")
     parser.add_argument('--checkpoint', required=True,
-                        help="weights: the authors' raw state dict, a BasicSR or an mmengine checkpoint")
+                        help="weights: the authors' raw state dict, a BasicSR or an mmengine checkpoint, or a "
+                             '.safetensors file')
     return parser

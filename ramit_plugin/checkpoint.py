@@ -90,7 +90,7 @@ def _read_torch(path: str) -> object:
         raise CheckpointError(f'{path}: not a readable PyTorch checkpoint ({_first_line(err)})') from None
 
 
-def _read_safetensors(path: str) -> StateDict:
+def _read_safetensors(path: str) -> dict:
     """Every tensor of a safetensors file; the header's network description, when present, under METADATA_KEY."""
     try:
         with safe_open(path, framework='pt', device='cpu') as f:
