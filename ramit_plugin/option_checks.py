@@ -122,6 +122,8 @@ def check_train_options(opt: dict, train_opt: dict, fail, loss_registry) -> None
     for key in ('print_freq', 'save_checkpoint_freq'):
         if not isinstance(logger_opt, dict) or not isinstance(logger_opt.get(key), (int, float)):
             fail(f'logger:{key}', 'missing (a number of iterations is required)')
+    if not isinstance(logger_opt.get('save_safetensors', False), bool):
+        fail('logger:save_safetensors', f"{logger_opt['save_safetensors']!r} is not true or false")
     if opt.get('val') is not None and not isinstance(opt['val'].get('val_freq'), (int, float)):
         fail('val:val_freq', 'missing (a number of iterations is required when val is given)')
     if not isinstance(train_opt.get('total_iter'), (int, float)):
