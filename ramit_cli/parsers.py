@@ -258,6 +258,8 @@ def convert_parser(prog: str) -> argparse.ArgumentParser:
     add_checkpoint_checks(p)
     p.add_argument('--overwrite', action='store_true', help='replace OUT if it exists')
     return p
+
+
 BENCH_DESCRIPTION = """Benchmark RAMiT (random-init weights unless --weights: speed does not depend on them).
 
 Default: inference latency per input size, reference vs fast path (and compiled with --compile), interleaved.
