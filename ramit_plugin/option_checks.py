@@ -18,6 +18,7 @@ from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTR
 
 from .basicsr_compat import safe_ordered_yaml
 from .checkpoint import load_checkpoint
+from .compilation import compile_options
 from .data.errors import DatasetError
 from .errors import OptionError
 from .image_files import IMAGE_EXTENSIONS, is_image_name, read_header, read_meta_info
@@ -117,7 +118,8 @@ def check_options(opt: dict, path: str, is_train: bool, launcher: str = 'none') 
 
 
 def check_train_options(opt: dict, train_opt: dict, fail, loss_registry) -> None:
-    """Keys train_pipeline reads without defaults, optimizer, scheduler, losses, AMP, warm start, progressive."""
+    """Keys train_pipeline reads without defaults, optimizer, scheduler, losses, AMP, compile, warm start,
+    progressive."""
     logger_opt = opt.get('logger')
     for key in ('print_freq', 'save_checkpoint_freq'):
         if not isinstance(logger_opt, dict) or not isinstance(logger_opt.get(key), (int, float)):
@@ -143,6 +145,10 @@ def check_train_options(opt: dict, train_opt: dict, fail, loss_registry) -> None
             fail(f'train:{key}:type', f"unknown loss {kind!r}; valid: {', '.join(sorted(loss_registry.keys()))}")
     if train_opt.get('amp') not in (None, False, 'none', 'fp32', *AMP_DTYPES):
         fail('train:amp', f"{train_opt['amp']!r} is not supported; valid: {', '.join(AMP_DTYPES)}")
+    try:
+        compile_options(train_opt.get('compile'), 'train:compile')
+    except ValueError as err:
+        fail('train:compile', str(err).replace('train:compile: ', '', 1))
     if train_opt.get('warm_start_iter') and not opt['path'].get('pretrain_network_g'):
         fail('train:warm_start_iter', 'needs path:pretrain_network_g (the x2 model whose weights, except '
                                       'to_target.*, start the run)')

@@ -179,6 +179,8 @@ BAD_OPTIONS = {
                         "unknown variant 'RAMiT-2'; valid variants: RAMiT, RAMiT-1, RAMiT-slimSR, RAMiT-slimLLE"),
     'unknown loss': (lambda o, d, t: o['train'].update(fft_opt=dict(type='FourierLoss')),
                      "train:fft_opt:type: unknown loss 'FourierLoss'; valid: "),
+    'unknown compile mode': (lambda o, d, t: o['train'].update(compile='fastest'),
+                             "train:compile: 'fastest' is not valid; use true, false, one of auto, default, "),
     'warm start without pretrain': (lambda o, d, t: o['train'].update(warm_start_iter=10),
                                     'train:warm_start_iter: needs path:pretrain_network_g'),
     'bad progressive': (lambda o, d, t: o['train'].update(progressive=dict(iters=[0, 5], gt_sizes=[16, 64],

@@ -192,18 +192,20 @@ def test_custom_checkpoint_and_threads(tmp_path, capsys):
 
 @pytest.mark.parametrize('flag', ['--half', '--bf16'])
 def test_half_precision_within_2_of_255_at_the_99th_percentile(reference_dir, datasets_dir, tmp_path, flag):
-    """float16 / bfloat16 against float32 on the Set5 photos (x4 inputs), 8-bit outputs."""
+    """float16 / bfloat16 against float32 on four Set5 photos (x4 inputs; 'baby', the largest, left out: float16
+    is slow on CPUs), 8-bit outputs."""
     weights = reference_dir / 'weights' / 'RAMiT-slimSR_X4.pth'
-    lr = datasets_dir / 'Set5' / 'LR_bicubic' / 'X4'
-    assert main(['-i', str(lr), '-o', str(tmp_path / 'fp32'), '--weights', str(weights), '--threads', '2']) == 0
-    assert main(['-i', str(lr), '-o', str(tmp_path / 'half'), '--weights', str(weights), '--threads', '2', flag]) == 0
+    lr = [str(datasets_dir / 'Set5' / 'LR_bicubic' / 'X4' / f'{name}x4.png')
+          for name in ('bird', 'butterfly', 'head', 'woman')]
+    assert main(['-i', *lr, '-o', str(tmp_path / 'fp32'), '--weights', str(weights), '--threads', '2']) == 0
+    assert main(['-i', *lr, '-o', str(tmp_path / 'half'), '--weights', str(weights), '--threads', '2', flag]) == 0
     diffs = []
     for path in sorted((tmp_path / 'fp32').iterdir()):
         full = cv2.imread(str(path)).astype(np.int16)
         half = cv2.imread(str(tmp_path / 'half' / path.name)).astype(np.int16)
         diffs.append(np.abs(full - half).ravel())
     diffs = np.concatenate(diffs)
-    assert len(list((tmp_path / 'half').iterdir())) == 5
+    assert len(list((tmp_path / 'half').iterdir())) == 4
     assert np.percentile(diffs, 99) <= 2 and diffs.max() <= 16
 
 
