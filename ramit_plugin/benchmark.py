@@ -160,41 +160,49 @@ def bench_train(build_net, case: TrainCase, batch: int, patch: int, device: torc
                 samples_per_s=batch / median, peak_mib=peak, warmup_s=warmup_s, losses=losses)
 
 
-def option_file_loader(path: Path) -> Iterator[dict]:
-    """Endless batches of the train dataloader a BasicSR option file describes (its dataset, workers, batch size).
+class OptionFileBatches:
+    """Endless batches of the train dataloader a BasicSR option file describes (its dataset, workers, batch size),
+    built as basicsr's train_pipeline builds it (one process); batches come as the model receives them."""
 
-    Built as basicsr's train_pipeline builds it (one process); batches come as the model receives them.
-    """
-    from basicsr.data import build_dataloader, build_dataset
-    from basicsr.data.data_sampler import EnlargedSampler
+    def __init__(self, path: Path):
+        from basicsr.data import build_dataloader, build_dataset
+        from basicsr.data.data_sampler import EnlargedSampler
 
-    from .option_checks import load_options
+        from .option_checks import load_options
 
-    opt = load_options(str(path))
-    data_opt = dict(opt['datasets']['train'], phase='train', scale=opt.get('scale', 1))
-    dataset = build_dataset(data_opt)
-    sampler = EnlargedSampler(dataset, 1, 0, data_opt.get('dataset_enlarge_ratio', 1))
-    loader = build_dataloader(dataset, data_opt, num_gpu=int(torch.cuda.is_available()), dist=False,
-                              sampler=sampler, seed=opt.get('manual_seed', 0))
-    epoch = 0
-    while True:
-        sampler.set_epoch(epoch)
-        yield from loader
-        epoch += 1
+        opt = load_options(str(path))
+        data_opt = dict(opt['datasets']['train'], phase='train', scale=opt.get('scale', 1))
+        self.sampler = EnlargedSampler(build_dataset(data_opt), 1, 0, data_opt.get('dataset_enlarge_ratio', 1))
+        self.loader = build_dataloader(self.sampler.dataset, data_opt, num_gpu=int(torch.cuda.is_available()),
+                                       dist=False, sampler=self.sampler, seed=opt.get('manual_seed', 0))
+        # What the workers hold ready (DataLoader's queue): read once before timing the loader's own pace.
+        self.queued = self.loader.num_workers * (self.loader.prefetch_factor or 0)
+        self.epoch, self.iterator = 0, iter(self.loader)
+
+    def __iter__(self) -> 'OptionFileBatches':
+        return self
+
+    def __next__(self) -> dict:
+        try:
+            return next(self.iterator)
+        except StopIteration:
+            self.epoch += 1
+            self.sampler.set_epoch(self.epoch)
+            self.iterator = iter(self.loader)
+            return next(self.iterator)
 
 
-def bench_loader(batches: Iterator[dict], count: int, warmup: int) -> dict:
-    """Milliseconds per batch of a data loader alone (its workers running ahead, as in training)."""
+def bench_loader(batches: OptionFileBatches, count: int) -> dict:
+    """Milliseconds per batch of a data loader alone, at its own pace: the batches its workers held ready are
+    taken first, untimed."""
     first = next(batches)  # also starts the workers
-    for _ in range(max(warmup - 1, 0)):
+    for _ in range(batches.queued):
         next(batches)
-    times = []
+    start = time.perf_counter()
     for _ in range(count):
-        start = time.perf_counter()
         next(batches)
-        times.append(time.perf_counter() - start)
-    return dict(ms_per_batch=statistics.median(times) * 1e3, batch=first['lq'].shape[0],
-                lq_patch=tuple(first['lq'].shape[-2:]))
+    return dict(ms_per_batch=(time.perf_counter() - start) / count * 1e3, batch=first['lq'].shape[0],
+                lq_patch=tuple(first['lq'].shape[-2:]), workers=batches.loader.num_workers)
 
 
 def loss_curve_deviation(losses: Sequence[float], reference: Sequence[float], window: int = 5) -> float:

@@ -17,8 +17,8 @@ from typing import Callable, Dict, List
 import torch
 
 from ..archs.ramit_arch import RAMiT
-from ..benchmark import (TrainCase, bench_loader, bench_ntire, bench_size, bench_train, environment, environment_line,
-                         loss_curve_deviation, option_file_loader)
+from ..benchmark import (OptionFileBatches, TrainCase, bench_loader, bench_ntire, bench_size, bench_train, environment,
+                         environment_line, loss_curve_deviation)
 from ..checkpoint import describe, network_config
 from ..compilation import compile_network
 from ..complexity import count_macs, count_params
@@ -199,20 +199,20 @@ def data_pipeline(args: argparse.Namespace, build: Callable[[], RAMiT], device: 
     """The option file's train dataloader alone, and feeding the fast path, against the synthetic-batch step."""
     if not args.data.is_file():
         raise OptionError(f'--data {args.data}: no such option file')
-    loader = option_file_loader(args.data)
-    alone = bench_loader(loader, args.steps, warmup=3)
+    loader = OptionFileBatches(args.data)
+    alone = bench_loader(loader, max(args.steps, 10))
     fed = bench_train(build, TrainCase('fast'), alone['batch'], alone['lq_patch'][0], device, args.steps, 3,
                       batches=loader)
     synthetic = bench_train(build, TrainCase('fast'), alone['batch'], alone['lq_patch'][0], device, args.steps, 3)
     result = dict(option_file=str(args.data), loader_ms_per_batch=alone['ms_per_batch'], batch=alone['batch'],
-                  lq_patch=alone['lq_patch'], step_ms_real_data=fed['ms_per_step'],
+                  workers=alone['workers'], lq_patch=alone['lq_patch'], step_ms_real_data=fed['ms_per_step'],
                   step_ms_synthetic=synthetic['ms_per_step'])
     if not args.json:
         verdict = ('the loader keeps up' if fed['ms_per_step'] <= 1.1 * synthetic['ms_per_step']
                    else 'the loader is the bottleneck: raise num_worker_per_gpu / use LMDB / faster disks')
-        print(f"data ({args.data}, batch {alone['batch']}, LR patch {alone['lq_patch'][0]}): loader alone "
-              f"{alone['ms_per_batch']:.1f} ms/batch; fast fp32 step with real batches {fed['ms_per_step']:.1f} ms "
-              f"vs synthetic {synthetic['ms_per_step']:.1f} ms: {verdict}")
+        print(f"data ({args.data}, batch {alone['batch']}, LR patch {alone['lq_patch'][0]}, {alone['workers']} "
+              f"workers): loader alone {alone['ms_per_batch']:.1f} ms/batch; fast fp32 step with real batches "
+              f"{fed['ms_per_step']:.1f} ms vs synthetic {synthetic['ms_per_step']:.1f} ms: {verdict}")
     return result
 
 

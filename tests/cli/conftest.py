@@ -95,6 +95,26 @@ def basicsr_cmd(*args: str, cwd: Path, env: Optional[dict] = None, timeout: int 
                           timeout=timeout)
 
 
+def set5_test_options(variant: str, scale: int, datasets: Path, weights: Path) -> dict:
+    """A `basicsr test` option dict for one published SR checkpoint on ../shared/datasets/Set5."""
+    metric = dict(crop_border=scale, test_y_channel=True)
+    return dict(
+        name=f'{variant}_x{scale}', model_type='RAMiTModel', scale=scale, num_gpu='auto', manual_seed=0,
+        datasets=dict(test_1=dict(name='Set5', type='PairedImageDataset', dataroot_gt=str(datasets / 'Set5' / 'HR'),
+                                  dataroot_lq=str(datasets / 'Set5' / 'LR_bicubic' / f'X{scale}'),
+                                  filename_tmpl=f'{{}}x{scale}', io_backend=dict(type='disk'))),
+        network_g=dict(type='RAMiT', variant=variant, task='sr', upscale=scale),
+        path=dict(pretrain_network_g=str(weights / f'{variant}_X{scale}.pth'), strict_load_g=True),
+        val=dict(save_img=False, metrics=dict(psnr=dict(type='calculate_psnr', **metric),
+                                              ssim=dict(type='calculate_ssim', **metric))))
+
+
+@pytest.fixture(scope='session')
+def set5_options():
+    """Factory: `basicsr test` option dict of a published SR checkpoint on Set5 (see set5_test_options)."""
+    return set5_test_options
+
+
 @pytest.fixture(scope='session')
 def tiny_options():
     """Factory: option dict of a tiny RAMiTModel run (see train_options)."""

@@ -22,23 +22,9 @@ REFERENCE_SET5 = {
 LOSS_LINE = re.compile(r'iter:\s+(\d+), lr:\(([\d.e+-]+),\).*l_pix: ([\d.e+-]+)')
 
 
-def set5_test_options(variant: str, scale: int, datasets: Path, weights: Path) -> dict:
-    """A `basicsr test` option dict for one published SR checkpoint on ../shared/datasets/Set5."""
-    metric = dict(crop_border=scale, test_y_channel=True)
-    return dict(
-        name=f'{variant}_x{scale}', model_type='RAMiTModel', scale=scale, num_gpu='auto', manual_seed=0,
-        datasets=dict(test_1=dict(name='Set5', type='PairedImageDataset', dataroot_gt=str(datasets / 'Set5' / 'HR'),
-                                  dataroot_lq=str(datasets / 'Set5' / 'LR_bicubic' / f'X{scale}'),
-                                  filename_tmpl=f'{{}}x{scale}', io_backend=dict(type='disk'))),
-        network_g=dict(type='RAMiT', variant=variant, task='sr', upscale=scale),
-        path=dict(pretrain_network_g=str(weights / f'{variant}_X{scale}.pth'), strict_load_g=True),
-        val=dict(save_img=False, metrics=dict(psnr=dict(type='calculate_psnr', **metric),
-                                              ssim=dict(type='calculate_ssim', **metric))))
-
-
-def test_basicsr_test_reproduces_the_published_set5_table(tmp_path, reference_dir, datasets_dir, options_file):
-    files = [str(options_file(tmp_path / f'{v}_x{s}.yml', set5_test_options(v, s, datasets_dir,
-                                                                          reference_dir / 'weights')))
+def test_basicsr_test_reproduces_the_published_set5_table(tmp_path, reference_dir, datasets_dir, options_file,
+                                                          set5_options):
+    files = [str(options_file(tmp_path / f'{v}_x{s}.yml', set5_options(v, s, datasets_dir, reference_dir / 'weights')))
              for v, s in REFERENCE_SET5]
     # One process for the six runs of `basicsr test` saves five interpreter and torch start-ups.
     driver = ('import sys; from ramit_cli.main import main; '
