@@ -1,4 +1,4 @@
-"""Image files on disk: which names are images, listing folders, sizes from headers, decoding, meta_info.txt.
+"""Image files on disk: which names are images, listing folders, sizes from headers, decoding, meta_info.txt, LMDBs.
 
 One description of image files for the option checks, the data preparation commands, the datasets and
 `ramit infer`.
@@ -6,7 +6,7 @@ One description of image files for the option checks, the data preparation comma
 import os
 import re
 from pathlib import Path
-from typing import List, NamedTuple, Optional, Tuple, Union
+from typing import Iterable, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
@@ -21,6 +21,10 @@ META_INFO_LINE = re.compile(r'\s*(\S+)(?:\s+\((\d+),\s*(\d+)[,)])?')
 
 class ImageFileError(RamitError, ValueError):
     """A file that cannot be read as an image; the message names it."""
+
+
+class LmdbError(RamitError, ValueError):
+    """An LMDB folder that is damaged or does not hold the keys its meta_info lists; the message names it."""
 
 
 class ImageHeader(NamedTuple):
@@ -93,3 +97,36 @@ def read_meta_info(path: PathLike) -> List[MetaInfoEntry]:
             size = (int(match.group(2)), int(match.group(3))) if match.group(2) else None
             entries.append(MetaInfoEntry(number, match.group(1), size))
     return entries
+
+
+def check_lmdb(root: PathLike, keys: Iterable[str], meta_info: PathLike) -> None:
+    """LmdbError unless ``root``'s data.mdb is complete and holds every key ``meta_info`` lists (``keys``).
+
+    Reading a truncated data.mdb kills the process with SIGBUS (LMDB maps the file into memory), so its size is
+    compared with the pages the database says it uses (its meta pages, read without mapping) before any key is read.
+    """
+    import lmdb
+
+    data = os.path.join(os.fspath(root), 'data.mdb')
+    if not os.path.isfile(data):
+        raise LmdbError(f'{data} is missing: not a complete LMDB (create it with `ramit make-lmdb`)')
+    size = os.path.getsize(data)
+    if size == 0:
+        raise LmdbError(f'{data} is empty (0 bytes): recreate the LMDB with `ramit make-lmdb`')
+    try:
+        env = lmdb.open(os.fspath(root), readonly=True, lock=False, readahead=False, meminit=False)
+    except lmdb.Error as err:
+        raise LmdbError(f'{data}: not a readable LMDB ({err}); recreate it with `ramit make-lmdb`') from None
+    try:
+        used = (env.info()['last_pgno'] + 1) * env.stat()['psize']
+        if size < used:
+            raise LmdbError(f'{data} is truncated: {size} bytes, but the database uses {used} (an interrupted copy '
+                            'or download?); copy or recreate it')
+        with env.begin() as txn, txn.cursor() as cursor:
+            # set_key finds a key without reading its value (txn.get would read every image).
+            missing = [key for key in keys if not cursor.set_key(key.encode())]
+    finally:
+        env.close()
+    if missing:
+        raise LmdbError(f'{meta_info} lists {len(missing)} key(s) that {root} does not hold, e.g. '
+                        + ', '.join(missing[:5]))
