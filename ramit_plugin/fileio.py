@@ -111,8 +111,10 @@ def remove_stale_parts(folder: PathLike) -> List[str]:
 def exclusive_lock(path: PathLike, what: str) -> Iterator[None]:
     """Hold an exclusive lock on the file ``path`` (created if missing) for the block; LockedError if taken.
 
-    An flock: the kernel releases it when its process ends in any way (SIGKILL included), so a killed run never
-    leaves a lock behind. The holder's pid is written into the file for the message a second process gets.
+    A POSIX record lock (lockf): the kernel releases it when its process ends in any way (SIGKILL included), and,
+    unlike flock, forked children (data-loader workers, which may outlive a killed run by seconds) do not hold it.
+    It is per process: within one process a second lock on the same file succeeds. The holder's pid is written
+    into the file for the message a second process gets.
     """
     import fcntl
 
@@ -120,8 +122,10 @@ def exclusive_lock(path: PathLike, what: str) -> Iterator[None]:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
             holder = os.pread(fd, 32, 0).decode(errors='replace').strip() or '?'
             raise LockedError(f'{what} is in use by a running process (pid {holder}, lock {os.fspath(path)}); '
                               'wait for it to finish or stop it first') from None

@@ -72,9 +72,9 @@ def seeded(seed: int) -> Iterator[None]:
         yield
 
 
-def capture_all_ranks() -> List[dict]:
-    """capture() of every process of a distributed run, by rank (a collective call); [capture()] otherwise."""
-    state = capture()
+def capture_all_ranks(state: Optional[dict] = None) -> List[dict]:
+    """capture() (or ``state``) of every process of a distributed run, by rank (a collective call); else [it]."""
+    state = capture() if state is None else state
     if not (dist.is_available() and dist.is_initialized()):
         return [state]
     states: List[Optional[dict]] = [None] * dist.get_world_size()

@@ -59,12 +59,31 @@ class WeightsOnlyCheckpointHook(Hook):
                 scalars[key] = portable
 
 
-def ensure_weights_only_hook(cfg) -> None:
-    """Add WeightsOnlyCheckpointHook to ``cfg.custom_hooks`` unless it is there."""
+def ensure_plugin_hooks(cfg) -> None:
+    """Add WeightsOnlyCheckpointHook and RandomStateHook (exact resume) to ``cfg.custom_hooks`` unless listed."""
     hooks = list(cfg.get('custom_hooks') or [])
-    if not any(str(h.get('type', '')).endswith('WeightsOnlyCheckpointHook') for h in hooks):
-        hooks.append(dict(type='ramit_plugin.WeightsOnlyCheckpointHook'))
+    for name in ('WeightsOnlyCheckpointHook', 'RandomStateHook'):
+        if not any(str(h.get('type', '')).endswith(name) for h in hooks):
+            hooks.append(dict(type=f'ramit_plugin.{name}'))
     cfg.custom_hooks = hooks
+
+
+def read_resume_checkpoint(path: str) -> None:
+    """OptionError naming ``path`` unless it is an mmengine checkpoint torch.load reads with weights_only.
+
+    mmengine's resume would raise an UnpicklingError (or EOFError) traceback from deep inside the Runner instead.
+    """
+    from ..errors import OptionError
+
+    allow_mmengine_checkpoints()
+    try:
+        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as err:  # truncated files, foreign or malicious pickles
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise OptionError(f'--resume {path}: not a readable mmengine checkpoint ({reason[:200]})') from None
+    if not isinstance(checkpoint, dict) or 'meta' not in checkpoint or 'state_dict' not in checkpoint:
+        raise OptionError(f'--resume {path}: not an mmengine training checkpoint (no meta and state_dict); to start '
+                          'from weights use model.pretrained')
 
 
 def prepare_distributed(cfg) -> None:
