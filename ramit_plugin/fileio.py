@@ -57,6 +57,21 @@ def named_output_errors(path: PathLike) -> Iterator[None]:
         raise converted from None
 
 
+def make_folder(path: PathLike) -> None:
+    """os.makedirs(path, exist_ok=True); OutputError naming the path when it cannot be made (a file in the way,
+    no permission, read-only)."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f'{os.fspath(path)}: cannot be created as a folder: a file of that name is in the way') \
+            from None
+    except OSError as err:
+        converted = output_error(path, err)
+        if converted is None:
+            raise
+        raise converted from None
+
+
 def _create_hidden(path: PathLike, suffix: str, create: Callable[[str], None]) -> str:
     """Create a new hidden name '.<name>.<random><suffix>' beside ``path`` with ``create``; returns it."""
     folder, name = os.path.split(os.fspath(path))

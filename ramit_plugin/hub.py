@@ -16,7 +16,7 @@ from typing import Dict, Optional, Tuple, Union
 
 from .checkpoint import CheckpointNotFoundError
 from .errors import RunError
-from .fileio import atomic_output, named_output_errors, output_error
+from .fileio import atomic_output, make_folder, output_error
 
 DEFAULT_URL_BASE = 'https://github.com/rami0205/RAMiT/raw/main/pretrained'
 URL_BASE_ENV = 'RAMIT_URL_BASE'
@@ -125,8 +125,7 @@ def download(model: PublishedModel, progress: bool = True) -> Path:
             return path
         path.unlink()
         print(f'{path}: cached file has the wrong git blob id; deleted, downloading again')
-    with named_output_errors(path.parent):  # RAMIT_CACHE unwritable, or a file
-        path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)  # RAMIT_CACHE unwritable, or a file: one line naming it
     url = f'{url_base()}/{model.file}'
     with atomic_output(path) as tmp:
         _fetch(url, tmp, progress)

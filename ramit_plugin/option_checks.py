@@ -181,9 +181,13 @@ def check_train_options(opt: dict, train_opt: dict, fail, loss_registry) -> None
     lr = optim.get('lr')
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
         fail('train:optim_g:lr', f'{lr!r} must be a positive number (e.g. 4e-4)')
-    scheduler = (train_opt.get('scheduler') or {}).get('type')
-    if scheduler not in SCHEDULERS:
-        fail('train:scheduler:type', f"{scheduler!r} is not supported; valid: {', '.join(SCHEDULERS)}")
+    scheduler = train_opt.get('scheduler') or {}
+    if scheduler.get('type') not in SCHEDULERS:
+        fail('train:scheduler:type', f"{scheduler.get('type')!r} is not supported; valid: {', '.join(SCHEDULERS)}")
+    for key in ('milestones', 'periods'):
+        if key in scheduler and (not isinstance(scheduler[key], list) or any(
+                isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in scheduler[key])):
+            fail(f'train:scheduler:{key}', f'{scheduler[key]!r} must be a list of iteration numbers')
     losses = {k: v for k, v in train_opt.items() if k.endswith('_opt') and v}
     if not losses:
         fail('train', 'no loss configured; add e.g. pixel_opt: {type: L1Loss, loss_weight: 1.0}')

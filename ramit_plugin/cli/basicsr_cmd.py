@@ -15,7 +15,7 @@ from typing import Iterator
 from unittest import mock
 
 from ..basicsr_compat import patched_basicsr
-from ..fileio import exclusive_lock, named_output_errors, output_error
+from ..fileio import exclusive_lock, make_folder, output_error
 from ..option_checks import apply_force_yml, check_options, load_options
 from .runtime import set_threads
 
@@ -41,8 +41,7 @@ def experiment_lock(folder: str, launcher: str) -> Iterator[None]:
         yield
         return
     parent, name = os.path.split(folder)
-    with named_output_errors(parent):
-        os.makedirs(parent, exist_ok=True)
+    make_folder(parent)
     with exclusive_lock(os.path.join(parent, f'.{name}.lock'), folder):
         yield
 

@@ -29,7 +29,7 @@ from basicsr.utils.matlab_functions import calculate_weights_indices
 
 from .. import image_files
 from ..errors import RamitError
-from ..fileio import hidden_folder, named_output_errors, output_error
+from ..fileio import hidden_folder, make_folder, named_output_errors, output_error
 from ..image_files import IMAGE_EXTENSIONS, ImageFileError, ImageHeader, is_image_name, read_header
 
 # EDSR/BasicSR name LR files '<name>x<scale>.png'; the scales BasicSR's extract_subimages.py strips.
@@ -131,8 +131,7 @@ def staged_output(output: Path, overwrite: bool) -> Iterator[Path]:
     """
     if output.exists() and not overwrite:
         raise DataPrepError(f'{output} already exists; pass --overwrite to replace it')
-    with named_output_errors(output):
-        output.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(output.parent)
     # Same folder as the output, so the final renames stay on one file system and are atomic.
     staging = Path(hidden_folder(output))
     try:

@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 
 from ..checkpoint import load_checkpoint, read_checkpoint
 from ..errors import OptionError, RamitError
-from ..fileio import exclusive_lock, named_output_errors
+from ..fileio import exclusive_lock, make_folder
 from .runtime import set_threads
 
 _RUNNERS_BUILT = itertools.count()
@@ -100,8 +100,7 @@ def work_dir_lock(work_dir: str) -> Iterator[None]:
     if int(os.environ.get('RANK', '0')) != 0:
         yield
         return
-    with named_output_errors(work_dir):
-        os.makedirs(work_dir, exist_ok=True)
+    make_folder(work_dir)
     with exclusive_lock(os.path.join(work_dir, '.lock'), f'work dir {work_dir}'):
         yield
 
