@@ -110,6 +110,7 @@ def check_outputs(overwrite: bool, inputs: Sequence[Tuple[str, Path]], outputs: 
                 relation = 'is' if resolved == other.resolve() else 'contains'
                 raise DataPrepError(f'{option} {output} {relation} {other_option} {other}: replacing it would delete '
                                     'that; give a separate folder')
+    for option, output in outputs:
         if not output.exists():
             continue
         if not overwrite:
