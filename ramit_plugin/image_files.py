@@ -116,6 +116,8 @@ def check_lmdb(root: PathLike, keys: Iterable[str], meta_info: PathLike) -> None
     try:
         env = lmdb.open(os.fspath(root), readonly=True, lock=False, readahead=False, meminit=False)
     except lmdb.Error as err:
+        if 'already open' in str(err):  # py-lmdb opens a database once per process: it was checked and is read
+            return
         raise LmdbError(f'{data}: not a readable LMDB ({err}); recreate it with `ramit make-lmdb`') from None
     try:
         used = (env.info()['last_pgno'] + 1) * env.stat()['psize']
