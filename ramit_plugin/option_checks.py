@@ -225,7 +225,8 @@ def check_metrics(val_opt, fail) -> None:
     for name, spec in (metrics or {}).items():
         kind = spec.get('type') if isinstance(spec, dict) else spec
         if kind not in METRIC_REGISTRY:
-            fail(f'val:metrics:{name}:type', f"unknown metric {kind!r}; valid: {', '.join(sorted(METRIC_REGISTRY.keys()))}")
+            valid = ', '.join(sorted(METRIC_REGISTRY.keys()))
+            fail(f'val:metrics:{name}:type', f'unknown metric {kind!r}; valid: {valid}')
 
 
 def check_loader_numbers(where: str, data_opt: dict, scale: int, fail) -> None:
@@ -260,9 +261,10 @@ def check_datasets(opt: dict, datasets: dict, is_train: bool, fail, registry) ->
         roots = {k: v for k, v in data_opt.items() if k.startswith('dataroot')}
         if not roots:
             fail(where, 'no dataroot_gt / dataroot_lq given')
-        for key in REQUIRED_ROOTS.get(data_opt['type'], ()):
+        required = REQUIRED_ROOTS.get(data_opt['type'], ())
+        for key in required:
             if key not in roots:
-                fail(f'{where}:{key}', f"missing ({data_opt['type']} reads {' and '.join(REQUIRED_ROOTS[data_opt['type']])})")
+                fail(f'{where}:{key}', f"missing ({data_opt['type']} reads {' and '.join(required)})")
         if phase_key.startswith('train'):
             check_loader_numbers(where, data_opt, int(opt.get('scale', 1)), fail)
         for key, root in roots.items():

@@ -75,3 +75,27 @@ def umask_022():
     previous = os.umask(0o022)
     yield
     os.umask(previous)
+
+
+@pytest.fixture
+def lock_holder():
+    """Factory: another process holding exclusive_lock(path) (as a running experiment does); killed afterwards."""
+    import subprocess
+    import sys
+
+    holders = []
+
+    def hold(path: Path) -> 'subprocess.Popen':
+        holder = subprocess.Popen([sys.executable, '-c', (
+            'import time\n'
+            'from ramit_plugin.fileio import exclusive_lock\n'
+            f'with exclusive_lock({str(path)!r}, "held"):\n'
+            '    print("locked", flush=True); time.sleep(300)')], stdout=subprocess.PIPE, text=True)
+        holders.append(holder)
+        assert holder.stdout.readline() == 'locked\n'
+        return holder
+
+    yield hold
+    for holder in holders:
+        holder.kill()
+        holder.wait()

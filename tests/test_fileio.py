@@ -70,28 +70,17 @@ def test_only_our_stale_temporary_files_are_removed(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[1:])
 
 
-def test_a_lock_held_by_another_process_is_refused_and_freed_when_it_dies(tmp_path):
-    import signal
-    import subprocess
-    import sys
-
+def test_a_lock_held_by_another_process_is_refused_and_freed_when_it_dies(tmp_path, lock_holder):
     from ramit_plugin.fileio import LockedError, exclusive_lock
     lock = tmp_path / '.exp.lock'
-    holder = subprocess.Popen([sys.executable, '-c', (
-        'import sys, time\n'
-        'from ramit_plugin.fileio import exclusive_lock\n'
-        f'with exclusive_lock({str(lock)!r}, "x"):\n'
-        '    print("locked", flush=True); time.sleep(120)')], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline() == 'locked\n'
-        with pytest.raises(LockedError) as err, exclusive_lock(lock, 'experiments/exp'):
-            pass
-        assert str(err.value) == (f'experiments/exp is in use by a running process (pid {holder.pid}, lock {lock}); '
-                                  'wait for it to finish or stop it first')
-    finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.wait()
-    with exclusive_lock(lock, 'experiments/exp'):  # a killed holder leaves nothing that blocks
+    holder = lock_holder(lock)
+    with pytest.raises(LockedError) as err, exclusive_lock(lock, 'experiments/exp'):
+        pass
+    assert str(err.value) == (f'experiments/exp is in use by a running process (pid {holder.pid}, lock {lock}); '
+                              'wait for it to finish or stop it first')
+    holder.kill()  # as SIGKILL: the lock goes with the process
+    holder.wait()
+    with exclusive_lock(lock, 'experiments/exp'):
         assert lock.read_text() == f'{os.getpid()}\n'
 
 

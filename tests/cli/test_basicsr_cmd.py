@@ -238,8 +238,9 @@ BAD_OPTIONS = {
         d, t, lambda f: truncate(f / 'data.mdb', 0))))(o, d, t), 'LR.lmdb/data.mdb is empty (0 bytes): recreate the '
                                                                  'LMDB with `ramit make-lmdb`'),
     'meta_info key missing from the LMDB': (lambda o, d, t: train_set(dataroot_lq=str(damaged_lmdb(
-        d, t, lambda f: (f / 'meta_info.txt').write_text((f / 'meta_info.txt').read_text() + '0099.png (24,24,3) 1\n'))))(
-        o, d, t), "LR.lmdb/meta_info.txt lists 1 key(s) that "),
+        d, t, lambda f: (f / 'meta_info.txt').write_text((f / 'meta_info.txt').read_text()
+                                                         + '0099.png (24,24,3) 1\n'))))(o, d, t),
+        'LR.lmdb/meta_info.txt lists 1 key(s) that '),
 }
 
 

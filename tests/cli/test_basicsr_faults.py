@@ -59,9 +59,9 @@ def test_basicsr_test_writes_no_image_of_non_finite_outputs(tmp_path, sr_data, t
     proc = run_basicsr('test', '-opt', 'nan.yml', cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr[-3000:]
     # The first image basicsr tests (in the folder's listing order) is named.
-    assert re.fullmatch(rf"basicsr test: error: {re.escape(str(sr_data['lr']))}/\d{{4}}\.png: the output has NaN or inf "
-                        rf'values \(weights: {re.escape(str(tmp_path))}/nan\.pth\); stopped before writing any image '
-                        'or metric for it',
+    lr, weights = re.escape(str(sr_data['lr'])), re.escape(str(tmp_path / 'nan.pth'))
+    assert re.fullmatch(rf'basicsr test: error: {lr}/\d{{4}}\.png: the output has NaN or inf values \(weights: '
+                        rf'{weights}\); stopped before writing any image or metric for it',
                         last_line(proc.stderr)), proc.stderr[-2000:]
     assert not [p for p in (tmp_path / 'results').rglob('*.png')]
 

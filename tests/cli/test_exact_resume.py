@@ -1,4 +1,5 @@
-"""`basicsr train --auto_resume` after a SIGKILL continues exactly: bit-identical weights; a running experiment is locked."""
+"""`basicsr train --auto_resume` after a SIGKILL continues exactly (bit-identical weights); running experiments are
+locked."""
 import os
 import shutil
 import signal
@@ -114,25 +115,17 @@ def test_a_running_experiment_is_not_started_twice(tmp_path, sr_data, tiny_optio
         first.wait()
 
 
-def test_basicsr_test_locks_its_results_folder(tmp_path, sr_data, tiny_options, options_file, capsys, monkeypatch):
+def test_basicsr_test_locks_its_results_folder(tmp_path, sr_data, tiny_options, options_file, capsys, monkeypatch,
+                                               lock_holder):
     opt = tiny_options(sr_data, name='evaluation')
     opt.pop('train')
     opt['datasets'] = dict(test_1=opt['datasets']['val'])
     options_file(tmp_path / 't.yml', opt)
     (tmp_path / 'results').mkdir()
-    holder = subprocess.Popen([sys.executable, '-c', (
-        'import sys, time\n'
-        'from ramit_plugin.fileio import exclusive_lock\n'
-        f'with exclusive_lock({str(tmp_path / "results" / ".evaluation.lock")!r}, "x"):\n'
-        '    print("locked", flush=True); time.sleep(120)')], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline() == 'locked\n'
-        monkeypatch.chdir(tmp_path)
-        assert main(['test', '-opt', 't.yml'], 'basicsr') == 2
-        assert capsys.readouterr().err == (f'basicsr test: error: results/evaluation is in use by a running process '
-                                           f'(pid {holder.pid}, lock results/.evaluation.lock); wait for it to finish '
-                                           'or stop it first\n')
-        assert [p.name for p in (tmp_path / 'results').iterdir()] == ['.evaluation.lock']
-    finally:
-        holder.kill()
-        holder.wait()
+    holder = lock_holder(tmp_path / 'results' / '.evaluation.lock')
+    monkeypatch.chdir(tmp_path)
+    assert main(['test', '-opt', 't.yml'], 'basicsr') == 2
+    assert capsys.readouterr().err == (f'basicsr test: error: results/evaluation is in use by a running process (pid '
+                                       f'{holder.pid}, lock results/.evaluation.lock); wait for it to finish or stop '
+                                       'it first\n')
+    assert [p.name for p in (tmp_path / 'results').iterdir()] == ['.evaluation.lock']

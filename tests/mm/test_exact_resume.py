@@ -68,7 +68,7 @@ class Payload:
 def test_resume_from_a_malicious_or_damaged_checkpoint_is_one_line(tmp_path, tiny_config, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     evil = tmp_path / 'evil.pth'
-    evil.write_bytes(pickle.dumps({'meta': {}, 'state_dict': Payload()}))
+    evil.write_bytes(pickle.dumps({'meta': {}, 'state_dict': Payload()}, protocol=2))
     empty = tmp_path / 'empty.pth'
     empty.write_bytes(b'')
     for path in (evil, empty):
@@ -93,23 +93,13 @@ def test_lq_images_smaller_than_the_patch_are_named(tmp_path, tiny_config, sr_fo
                             'a smaller patch\n')
 
 
-def test_a_work_dir_in_use_is_refused(tmp_path, tiny_config, capsys, monkeypatch):
+def test_a_work_dir_in_use_is_refused(tmp_path, tiny_config, capsys, monkeypatch, lock_holder):
     monkeypatch.chdir(tmp_path)
     work_dir = tmp_path / 'w'
     work_dir.mkdir()
-    # Another process holding the lock, as a running `ramit mm-train` does.
-    holder = subprocess.Popen([sys.executable, '-c', (
-        'import fcntl, os, sys, time\n'
-        f'fd = os.open({str(work_dir / ".lock")!r}, os.O_RDWR | os.O_CREAT)\n'
-        'fcntl.lockf(fd, fcntl.LOCK_EX); os.write(fd, b"4242\\n"); print("locked", flush=True); time.sleep(120)')],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline() == 'locked\n'
-        assert main(['mm-train', str(tiny_config(4)), '--work-dir', str(work_dir)], prog='ramit') == 2
-        assert capsys.readouterr().err == (f'ramit mm-train: error: work dir {work_dir} is in use by a running process '
-                                           f'(pid 4242, lock {work_dir}/.lock); wait for it to finish or stop it '
-                                           'first\n')
-        assert sorted(p.name for p in work_dir.iterdir()) == ['.lock']
-    finally:
-        holder.kill()
-        holder.wait()
+    holder = lock_holder(work_dir / '.lock')  # as a running `ramit mm-train` holds it
+    assert main(['mm-train', str(tiny_config(4)), '--work-dir', str(work_dir)], prog='ramit') == 2
+    assert capsys.readouterr().err == (f'ramit mm-train: error: work dir {work_dir} is in use by a running process '
+                                       f'(pid {holder.pid}, lock {work_dir}/.lock); wait for it to finish or stop it '
+                                       'first\n')
+    assert sorted(p.name for p in work_dir.iterdir()) == ['.lock']
