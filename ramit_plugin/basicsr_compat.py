@@ -35,7 +35,7 @@ from torch.utils import data
 
 from basicsr.data.data_sampler import EnlargedSampler
 
-from .checkpoint import read_checkpoint
+from .checkpoint import load_error_reason, read_checkpoint
 from .data.errors import DatasetError
 from .data.file_list import dataset_label
 from .errors import OptionError, RamitError
@@ -97,8 +97,7 @@ def read_training_state(path: str) -> dict:
     try:
         state = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as err:  # truncated file, foreign pickle
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise OptionError(f'{path}: not a readable training state ({reason[:200]})') from None
+        raise OptionError(f'{path}: not a readable training state ({load_error_reason(err)})') from None
     if not isinstance(state, dict) or not isinstance(state.get('iter'), int):
         raise OptionError(f'{path}: not a BasicSR training state (no iteration in it)')
     return state
@@ -178,7 +177,7 @@ def unreadable_sample(dataset: data.Dataset, index: int, err: Exception) -> str:
             except (ImageFileError, OSError) as bad:
                 return f'{label}: {bad}'
     reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-    return f"{label}: cannot load {' and '.join(map(str, files)) or f'sample {index}'} ({reason[:200]})"
+    return f"{label}: cannot load {' and '.join(map(str, files)) or f'sample {index}'} ({reason})"
 
 
 # ------------------------------------------------------------------------------------------------------ the run

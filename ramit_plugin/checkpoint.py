@@ -11,6 +11,7 @@ The one checkpoint API of the plugin, used by BasicSR (RAMiTModel, the option ch
 """
 import math
 import os
+import re
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -54,9 +55,20 @@ def read_checkpoint(path: Union[str, os.PathLike], param_key: Optional[str] = No
     try:
         obj = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as err:  # torch raises many types for truncated or foreign files
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f'{path}: not a readable PyTorch checkpoint ({reason[:200]})') from None
+        raise CheckpointError(f'{path}: not a readable PyTorch checkpoint ({load_error_reason(err)})') from None
     return select_state_dict(obj, path, param_key), checkpoint_metadata(obj)
+
+
+def load_error_reason(err: Exception) -> str:
+    """Why torch.load(weights_only=True) failed, in a few words (torch's own messages run to several paragraphs)."""
+    text = str(err).strip()
+    refused = re.search(r'GLOBAL ([\w.]+)', text)
+    if refused:
+        return f'it holds a pickled Python object ({refused.group(1)}); only tensors and plain data are loaded'
+    if 'central directory' in text or isinstance(err, EOFError):
+        return 'the file is empty, truncated or corrupted'
+    first = text.splitlines()[0].split('. ')[0] if text else ''
+    return f'{type(err).__name__}: {first}' if first else type(err).__name__
 
 
 def checkpoint_metadata(obj: object) -> dict:

@@ -73,14 +73,14 @@ def read_resume_checkpoint(path: str) -> None:
 
     mmengine's resume would raise an UnpicklingError (or EOFError) traceback from deep inside the Runner instead.
     """
+    from ..checkpoint import load_error_reason
     from ..errors import OptionError
 
     allow_mmengine_checkpoints()
     try:
         checkpoint = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as err:  # truncated files, foreign or malicious pickles
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise OptionError(f'--resume {path}: not a readable mmengine checkpoint ({reason[:200]})') from None
+        raise OptionError(f'--resume {path}: not a readable mmengine checkpoint ({load_error_reason(err)})') from None
     if not isinstance(checkpoint, dict) or 'meta' not in checkpoint or 'state_dict' not in checkpoint:
         raise OptionError(f'--resume {path}: not an mmengine training checkpoint (no meta and state_dict); to start '
                           'from weights use model.pretrained')
