@@ -142,7 +142,7 @@ class SeededDataset(data.Dataset):
         self.dataset = dataset
 
     def __getattr__(self, name: str):
-        if name == 'dataset':  # not set yet (unpickling in a spawned worker)
+        if name == 'dataset' or name.startswith('__'):  # not set yet (unpickling in a spawned worker), protocols
             raise AttributeError(name)
         return getattr(self.dataset, name)  # basicsr's validation reads dataset.opt
 
