@@ -79,7 +79,8 @@ def umask_022():
 
 @pytest.fixture
 def lock_holder():
-    """Factory: another process holding exclusive_lock(path) (as a running experiment does); killed afterwards."""
+    """Factory: another process holding a lock on ``path`` as ramit_plugin.fileio.exclusive_lock takes it (lockf,
+    its pid in the file), like a running experiment; killed afterwards. It imports nothing heavy, so it starts fast."""
     import subprocess
     import sys
 
@@ -87,10 +88,11 @@ def lock_holder():
 
     def hold(path: Path) -> 'subprocess.Popen':
         holder = subprocess.Popen([sys.executable, '-c', (
-            'import time\n'
-            'from ramit_plugin.fileio import exclusive_lock\n'
-            f'with exclusive_lock({str(path)!r}, "held"):\n'
-            '    print("locked", flush=True); time.sleep(300)')], stdout=subprocess.PIPE, text=True)
+            'import fcntl, os, time\n'
+            f'fd = os.open({str(path)!r}, os.O_RDWR | os.O_CREAT)\n'
+            'fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n'
+            'os.write(fd, f"{os.getpid()}\\n".encode())\n'
+            'print("locked", flush=True); time.sleep(300)')], stdout=subprocess.PIPE, text=True)
         holders.append(holder)
         assert holder.stdout.readline() == 'locked\n'
         return holder

@@ -1,6 +1,7 @@
 """`basicsr train/test` when data, weights or the disk fail mid-run: one line naming the file, nothing half-written."""
 import hashlib
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -24,16 +25,51 @@ def last_line(stderr: str) -> str:
     return stderr.strip().splitlines()[-1]
 
 
-@pytest.mark.parametrize('workers', [0, 2])
-def test_a_truncated_training_image_stops_the_run_naming_it(workers, tmp_path, sr_data, tiny_options, options_file,
+def truncated_copy(folder: Path, tmp_path: Path, name: str = '0003.png') -> Path:
+    """A copy of ``folder`` whose ``name`` is cut in half: its header (size) is intact, its pixels are not."""
+    copy = tmp_path / folder.name
+    shutil.copytree(folder, copy)
+    data = (copy / name).read_bytes()
+    (copy / name).write_bytes(data[:len(data) // 2])
+    return copy
+
+
+def test_seeded_samples_repeat_exactly_and_a_damaged_one_is_named(tmp_path, sr_data, tiny_options):
+    """BasicSR's own PairedImageDataset in the plugin's SeededDataset: a sample's crop and flips follow its seed
+    alone; a file basicsr cannot decode ('NoneType' object has no attribute 'astype') is named."""
+    from basicsr.data import build_dataset
+    from ramit_plugin.basicsr_compat import SeededDataset
+    from ramit_plugin.data import DatasetError
+    from ramit_plugin.random_state import SampleKey
+
+    lr = truncated_copy(sr_data['lr'], tmp_path)
+    opt = dict(tiny_options(sr_data)['datasets']['train'], phase='train', scale=2, dataroot_gt=str(sr_data['hr']),
+               dataroot_lq=str(lr), io_backend=dict(type='disk'))
+    dataset = SeededDataset(build_dataset(opt))
+    index = next(i for i, p in enumerate(dataset.paths) if p['lq_path'].endswith('0000.png'))
+    random.seed(1)  # basicsr crops and flips with Python's global generator: its state does not matter
+    first = dataset[SampleKey(index, 7)]
+    random.seed(2)
+    state = random.getstate()
+    again = dataset[SampleKey(index, 7)]
+    assert random.getstate() == state  # and is left as it was
+    other = dataset[SampleKey(index, 8)]
+    assert torch.equal(first['lq'], again['lq']) and torch.equal(first['gt'], again['gt'])
+    assert not torch.equal(first['lq'], other['lq'])
+    bad = next(i for i, p in enumerate(dataset.paths) if p['lq_path'].endswith('0003.png'))
+    with pytest.raises(DatasetError) as err:
+        dataset[SampleKey(bad, 7)]
+    assert str(err.value) == (f"dataset 'tiny': {lr}/0003.png: cannot be read as an image (corrupt file or "
+                              'unsupported format)')
+
+
+def test_a_truncated_training_image_stops_the_run_naming_it(tmp_path, sr_data, tiny_options, options_file,
                                                            run_basicsr):
-    lr = tmp_path / 'LR'
-    shutil.copytree(sr_data['lr'], lr)
-    data = (lr / '0003.png').read_bytes()
-    (lr / '0003.png').write_bytes(data[:len(data) // 2])  # the header (size) is intact, the pixels are not
+    lr = truncated_copy(sr_data['lr'], tmp_path)
     opt = tiny_options(sr_data, name='trunc', total_iter=4)
+    # Read in a data-loader worker: the error crosses a process and stays one line.
     opt['datasets']['train'].update(dataroot_gt=str(sr_data['hr']), dataroot_lq=str(lr), io_backend=dict(type='disk'),
-                                    num_worker_per_gpu=workers)
+                                    num_worker_per_gpu=2)
     options_file(tmp_path / 'trunc.yml', opt)
     before = snapshot(lr)
     proc = run_basicsr('train', '-opt', 'trunc.yml', cwd=tmp_path)
