@@ -9,6 +9,8 @@ from pathlib import Path
 # tests/cli/test_front_end.py checks that they agree.
 VARIANT_NAMES = ('RAMiT', 'RAMiT-1', 'RAMiT-slimSR', 'RAMiT-slimLLE')
 TASK_NAMES = ('sr', 'dn', 'graydn', 'lle', 'dr')
+# ramit_plugin.compilation.MODES, repeated for the same reason (checked by the same test).
+COMPILE_MODES = ('auto', 'default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
 LAUNCHERS = ('none', 'pytorch', 'slurm')
 
 BASICSR_NOTES = """\
@@ -164,6 +166,28 @@ def extract_subimages_parser(prog: str) -> argparse.ArgumentParser:
 
 
 # ------------------------------------------------------------------------------------------------ inference, tools
+def tile_size(text: str):
+    """argparse type of --tile: a positive integer or 'auto'."""
+    return text if text == 'auto' else positive_int(text)
+
+
+def add_precision(parser: argparse.ArgumentParser) -> None:
+    """--half / --bf16: the network's weights and inputs in float16 or bfloat16 (float32 otherwise)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument('--half', action='store_true',
+                       help='float16 (fast on CUDA; correct but slow on CPUs without float16 arithmetic)')
+    group.add_argument('--bf16', action='store_true', help='bfloat16 (CUDA, and CPUs with bfloat16 support)')
+
+
+def add_compile(parser: argparse.ArgumentParser, what: str) -> None:
+    """--compile [MODE]: torch.compile (ramit_plugin.compilation; 'auto' records CUDA graphs on CUDA)."""
+    parser.add_argument('--compile', nargs='?', const='auto', choices=COMPILE_MODES, metavar='MODE',
+                        help=f"{what} with torch.compile; MODE one of {', '.join(COMPILE_MODES)} (default auto: "
+                             'CUDA graphs on CUDA). The first call of each input size compiles (minutes on a CPU, '
+                             'about a minute on a GPU); kernels are cached for the next run '
+                             '($TORCHINDUCTOR_CACHE_DIR, else <cache>/inductor)')
+
+
 def add_checkpoint_checks(parser: argparse.ArgumentParser) -> None:
     """--variant / --task / --scale, checked against (or, for the task, completing) what the checkpoint holds."""
     parser.add_argument('--variant', choices=VARIANT_NAMES, help='check the checkpoint is this variant')
@@ -182,10 +206,15 @@ def infer_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument('--weights', required=True, metavar='W',
                    help='checkpoint file, or a published model name (see `ramit models`), downloaded once')
     add_checkpoint_checks(p)
-    p.add_argument('--tile', type=positive_int, metavar='N', help='process in N x N input tiles (bounded memory)')
+    p.add_argument('--tile', type=tile_size, metavar='N|auto',
+                   help='process in N x N input tiles (bounded memory); auto: the largest tile that fits the free '
+                        'memory of the device (untiled when the whole image fits)')
     p.add_argument('--tile-overlap', type=int, default=16, metavar='M', help='tile overlap in input pixels (16)')
+    p.add_argument('--max-memory', type=positive_int, metavar='MIB',
+                   help='with --tile auto: plan for at most this much memory instead of what is free')
     p.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'), help='device (auto)')
-    p.add_argument('--half', action='store_true', help='float16 on CUDA')
+    add_precision(p)
+    add_compile(p, 'run the network')
     p.add_argument('--batch', type=positive_int, default=1, metavar='B',
                    help='images of equal size per forward pass; with --tile, tiles per forward pass (1)')
     p.add_argument('--overwrite', action='store_true', help='replace existing output files')
@@ -209,15 +238,28 @@ def export_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument('--onnx', required=True, type=Path, help='output .onnx file')
     p.add_argument('--opset', type=int, default=17, help='ONNX opset (17)')
     add_checkpoint_checks(p)
-    p.add_argument('--tolerance', type=float, default=1e-4, help='max allowed |onnx - torch| (1e-4)')
+    p.add_argument('--half', action='store_true',
+                   help='float16 model (weights, input and output); checked against the float32 network')
+    p.add_argument('--tolerance', type=float, default=None,
+                   help='max allowed |onnx - torch| (1e-4; with --half 2/255 at the 99th percentile and 8/255 '
+                        'at most, in output units)')
     p.add_argument('--no-check', action='store_true', help='skip the onnxruntime comparison')
     return p
 
 
+BENCH_DESCRIPTION = """Benchmark RAMiT (random-init weights unless --weights: speed does not depend on them).
+
+Default: inference latency per input size, reference vs fast path (and compiled with --compile), interleaved.
+--train: training steps (Adam, L1, synthetic or --data batches) for reference/fast/compiled x each --amp.
+--protocol ntire: the NTIRE Efficient-SR protocol: float32, whole images of --images one by one, CUDA-event
+timing, mean ms per image, multiply-adds at 256x256 (NTIRE's "FLOPs"), parameters.
+Every table starts with the device, driver and torch version."""
+
+
 def bench_parser(prog: str) -> argparse.ArgumentParser:
     """`ramit bench`."""
-    p = argparse.ArgumentParser(prog=prog, description='Benchmark RAMiT (random-init weights: speed does not '
-                                'depend on them): reference vs fast path, optionally torch.compile.')
+    p = argparse.ArgumentParser(prog=prog, description=BENCH_DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--variant', default='RAMiT-1', choices=VARIANT_NAMES)
     p.add_argument('--task', choices=TASK_NAMES, help='task (default: sr; with --weights, needed only where the '
                                                         'checkpoint does not tell it)')
@@ -225,19 +267,33 @@ def bench_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument('--weights', metavar='W',
                    help='benchmark the network of this checkpoint (file or published name) instead of '
                         '--variant/--task/--scale')
-    p.add_argument('--sizes', default='128,256,512', help='comma-separated square input sizes (128,256,512)')
-    p.add_argument('--batch', type=positive_int, default=1, help='images per forward pass (1)')
     p.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
     add_threads(p)
-    p.add_argument('--repeats', type=positive_int, default=5, help='timed repeats per path and size (5)')
-    p.add_argument('--warmup', type=int, default=1, help='untimed calls per path before timing (1)')
-    p.add_argument('--compile', action='store_true', help='also time torch.compile of the fast path')
-    p.add_argument('--half', action='store_true', help='float16 (CUDA only)')
+    add_precision(p)
+    add_compile(p, 'also time the fast path')
     p.add_argument('--no-reference', action='store_true', help='skip the reference path')
-    p.add_argument('--tiled-peak', type=int, metavar='SIZE',
-                   help='also measure peak RSS of `ramit infer --tile` on a SIZE x SIZE image (subprocess)')
-    p.add_argument('--tile', type=positive_int, default=256, help='tile for --tiled-peak (256)')
+    p.add_argument('--batch', type=positive_int, default=None,
+                   help='images per forward pass (1), or per training step with --train (32)')
+    p.add_argument('--warmup', type=int, default=None, help='untimed calls or steps before timing (1; --train 3)')
     p.add_argument('--json', action='store_true', help='print the results as JSON')
+    latency = p.add_argument_group('inference latency (default mode)')
+    latency.add_argument('--sizes', default='128,256,512', help='comma-separated square input sizes (128,256,512)')
+    latency.add_argument('--repeats', type=positive_int, default=5, help='timed repeats per path and size (5)')
+    latency.add_argument('--tiled-peak', type=int, metavar='SIZE',
+                         help='also measure peak RSS of `ramit infer --tile` on a SIZE x SIZE image (subprocess)')
+    latency.add_argument('--tile', type=positive_int, default=256, help='tile for --tiled-peak (256)')
+    train = p.add_argument_group('training steps (--train)')
+    train.add_argument('--train', action='store_true', help='time training steps instead of inference')
+    train.add_argument('--patch', type=positive_int, default=64, help='LR patch size (64)')
+    train.add_argument('--amp', default='none,bf16',
+                       help='comma-separated autocast dtypes to time: none, bf16, fp16 (none,bf16)')
+    train.add_argument('--steps', type=positive_int, default=20, help='timed steps per case (20)')
+    train.add_argument('--data', type=Path, metavar='X.yml',
+                       help="also time the train dataloader of this BasicSR option file (real data, its workers) "
+                            'and the fast path fed by it, against synthetic batches')
+    ntire = p.add_argument_group('NTIRE Efficient-SR protocol (--protocol ntire)')
+    ntire.add_argument('--protocol', choices=('ntire',), help='time whole images the NTIRE way')
+    ntire.add_argument('--images', type=Path, metavar='DIR', help='folder of LR images for --protocol ntire')
     return p
 
 

@@ -1,5 +1,6 @@
-"""Benchmarks people can compare: training steps (reference / fast / compiled, float32 / AMP) and the NTIRE
-Efficient-SR protocol, each reported with the machine it ran on (device, driver, torch).
+"""Benchmarks people can compare: inference latency, training steps (reference / fast / compiled, float32 / AMP,
+synthetic or real batches), the data pipeline, and the NTIRE Efficient-SR protocol, each reported with the machine
+it ran on (device, driver, torch). Paths are timed interleaved in one process, so other load affects them alike.
 """
 import platform
 import statistics
@@ -7,7 +8,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +61,30 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+# ------------------------------------------------------------------------------------------------ inference latency
+def summarise(samples: List[Dict[str, Optional[float]]], batch: int) -> dict:
+    """Median/min latency, images per second and the largest peak memory of the timed repeats."""
+    times = [s['seconds'] for s in samples]
+    peaks = [s['peak_mib'] for s in samples if s['peak_mib'] is not None]
+    median = statistics.median(times)
+    return dict(median_s=median, min_s=min(times), images_per_s=batch / median,
+                peak_mib=max(peaks) if peaks else None, repeats=len(times))
+
+
+def bench_size(nets: Dict[str, Callable], x: torch.Tensor, device: torch.device, repeats: int,
+               warmup: int) -> Dict[str, dict]:
+    """Time every entry of ``nets`` on ``x``, interleaved: warm-up calls first, then ``repeats`` rounds."""
+    samples: Dict[str, list] = {name: [] for name in nets}
+    with torch.no_grad():
+        for _ in range(warmup):
+            for fn in nets.values():
+                fn(x)
+        for _ in range(repeats):
+            for name, fn in nets.items():
+                samples[name].append(measure(lambda: fn(x), device))
+    return {name: summarise(s, x.shape[0]) for name, s in samples.items()}
+
+
 # ------------------------------------------------------------------------------------------------- training steps
 @dataclass(frozen=True)
 class TrainCase:
@@ -88,11 +113,13 @@ def training_batch(step: int, batch: int, patch: int, scale: int, chans: int, de
 
 
 def bench_train(build_net, case: TrainCase, batch: int, patch: int, device: torch.device, steps: int,
-                warmup: int, seed: int = 0) -> dict:
+                warmup: int, seed: int = 0, batches: Optional[Iterator[dict]] = None) -> dict:
     """Time ``steps`` Adam/L1 training steps after ``warmup`` untimed ones; loss of every step, peak memory.
 
     ``build_net()`` must return the same initial network every time (seeded by the caller), so every case starts
-    from identical weights and sees identical batches: their loss curves are directly comparable.
+    from identical weights and sees identical synthetic batches: their loss curves are directly comparable.
+    ``batches``: real batches (dicts with 'lq' and 'gt', e.g. a BasicSR dataloader) instead; waiting for them is
+    part of each step's time, as in training.
     """
     net = build_net().to(device).train().set_fast(case.path == 'fast')
     forward = CompiledTraining(net, device, case.compile_mode, distributed=False) if case.compile_mode else net
@@ -102,9 +129,13 @@ def bench_train(build_net, case: TrainCase, batch: int, patch: int, device: torc
     times: List[float] = []
 
     def step(index: int) -> None:
-        data = training_batch(index, batch, patch, net.upscale, net.in_chans, device, seed)
         synchronize(device)
         start = time.perf_counter()
+        if batches is None:
+            data = training_batch(index, batch, patch, net.upscale, net.in_chans, device, seed)
+            start = time.perf_counter()  # synthetic data is not part of the step
+        else:
+            data = {k: v.to(device, non_blocking=True) for k, v in next(batches).items() if k in ('lq', 'gt')}
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=AMP_DTYPES.get(case.amp), enabled=case.amp is not None):
             out = forward(data['lq'])
@@ -127,6 +158,43 @@ def bench_train(build_net, case: TrainCase, batch: int, patch: int, device: torc
     median = statistics.median(times[warmup:])
     return dict(case=case.label, ms_per_step=median * 1e3, min_ms=min(times[warmup:]) * 1e3,
                 samples_per_s=batch / median, peak_mib=peak, warmup_s=warmup_s, losses=losses)
+
+
+def option_file_loader(path: Path) -> Iterator[dict]:
+    """Endless batches of the train dataloader a BasicSR option file describes (its dataset, workers, batch size).
+
+    Built as basicsr's train_pipeline builds it (one process); batches come as the model receives them.
+    """
+    from basicsr.data import build_dataloader, build_dataset
+    from basicsr.data.data_sampler import EnlargedSampler
+
+    from .option_checks import load_options
+
+    opt = load_options(str(path))
+    data_opt = dict(opt['datasets']['train'], phase='train', scale=opt.get('scale', 1))
+    dataset = build_dataset(data_opt)
+    sampler = EnlargedSampler(dataset, 1, 0, data_opt.get('dataset_enlarge_ratio', 1))
+    loader = build_dataloader(dataset, data_opt, num_gpu=int(torch.cuda.is_available()), dist=False,
+                              sampler=sampler, seed=opt.get('manual_seed', 0))
+    epoch = 0
+    while True:
+        sampler.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def bench_loader(batches: Iterator[dict], count: int, warmup: int) -> dict:
+    """Milliseconds per batch of a data loader alone (its workers running ahead, as in training)."""
+    first = next(batches)  # also starts the workers
+    for _ in range(max(warmup - 1, 0)):
+        next(batches)
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        next(batches)
+        times.append(time.perf_counter() - start)
+    return dict(ms_per_batch=statistics.median(times) * 1e3, batch=first['lq'].shape[0],
+                lq_patch=tuple(first['lq'].shape[-2:]))
 
 
 def loss_curve_deviation(losses: Sequence[float], reference: Sequence[float], window: int = 5) -> float:

@@ -1,4 +1,4 @@
-"""Inference on users' images: a network from a checkpoint, tiled forward passes, image reading and writing.
+"""Inference on users' images: a network from a checkpoint, whole or tiled forward passes, image reading and writing.
 
 Every forward pass (whole image or tile) follows the paper's evaluation protocol: symmetric padding to a
 multiple of the network's pad_unit (32 for the published models), then the output is cropped back
@@ -21,6 +21,7 @@ from .fileio import atomic_output
 from .hub import PublishedModel
 from .image_files import IMAGE_EXTENSIONS, ImageFileError, decode, list_images
 from .protocol import protocol_forward
+from .tiling import tiled_forward
 
 Tensor = torch.Tensor
 # OpenCV's RGB -> gray weights (COLOR_RGB2GRAY), as the gray denoising models were trained with.
@@ -58,80 +59,6 @@ def build_network(checkpoint: os.PathLike, variant: Optional[str] = None, task: 
     net = RAMiT(**config, fast=fast)
     load_checkpoint(net, sd, label=name)
     return net.eval()
-
-
-def tile_starts(size: int, tile: int, overlap: int) -> List[int]:
-    """Start offsets of tiles covering [0, size): stride tile - overlap, the last tile flush with the end."""
-    if size <= tile:
-        return [0]
-    stride = tile - overlap
-    starts = list(range(0, size - tile, stride))
-    return starts + [size - tile]
-
-
-def _ramp(length: int, lead: int, trail: int) -> Tensor:
-    """1-D blending weights over the ``lead``/``trail`` pixels shared with neighbours, else 1.
-
-    In a shared band of width L the weight is 0 over its outer quarter (a tile's edge pixels, which saw
-    padding instead of image), rises linearly over the middle half and is 1 over the inner quarter; the
-    neighbour's weight is the mirror image, so the two sum to 1.
-    """
-    w = torch.ones(length)
-    pos = torch.arange(length, dtype=torch.float32) + 0.5
-    if lead:
-        w = torch.minimum(w, ((pos - lead / 4) / (lead / 2)).clamp(0, 1))
-    if trail:
-        w = torch.minimum(w, ((length - pos - trail / 4) / (trail / 2)).clamp(0, 1))
-    return w
-
-
-def tiled_forward(net: torch.nn.Module, img: Tensor, tile: int, overlap: int, batch: int = 1) -> Tensor:
-    """Output of ``net`` on [1, C, H, W] ``img`` computed in tiles of ``tile`` pixels, blended over ``overlap``.
-
-    Tiles are run ``batch`` at a time, each through the evaluation protocol; outputs are accumulated with
-    cross-fades (``_ramp``) on the CPU, so memory is bounded by the tile size plus the output image.
-    """
-    if overlap < 0 or tile <= 0 or overlap >= tile:
-        raise OptionError(f'--tile {tile} --tile-overlap {overlap}: need --tile > --tile-overlap >= 0')
-    _, c, h, w = img.shape
-    s = getattr(net, 'upscale', 1)
-    ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
-    out = torch.zeros(c, h * s, w * s)
-    weight = torch.zeros(1, h * s, w * s)
-    boxes = [(y, x) for y in ys for x in xs]
-    for i in range(0, len(boxes), batch):
-        group = boxes[i:i + batch]
-        th, tw = min(tile, h), min(tile, w)
-        patches = torch.cat([img[:, :, y:y + th, x:x + tw] for y, x in group])
-        with torch.no_grad():
-            results = protocol_forward(net, patches).float().cpu()
-        for (y, x), res in zip(group, results):
-            # Ramps only where a neighbour tile overlaps this one; the overlap widths follow the actual starts.
-            lead_y = (ys[ys.index(y) - 1] + th - y) * s if y > 0 else 0
-            trail_y = (y + th - ys[ys.index(y) + 1]) * s if y != ys[-1] else 0
-            lead_x = (xs[xs.index(x) - 1] + tw - x) * s if x > 0 else 0
-            trail_x = (x + tw - xs[xs.index(x) + 1]) * s if x != xs[-1] else 0
-            wt = _ramp(th * s, lead_y, trail_y)[:, None] * _ramp(tw * s, lead_x, trail_x)[None, :]
-            out[:, y * s:(y + th) * s, x * s:(x + tw) * s] += res * wt
-            weight[:, y * s:(y + th) * s, x * s:(x + tw) * s] += wt
-    return out.div_(weight).unsqueeze(0)
-
-
-def limit_heap_retention(threshold: int = 1 << 20) -> bool:
-    """Make glibc hand large freed blocks back to the OS at once (mallopt M_MMAP_THRESHOLD); False elsewhere.
-
-    Tiled runs allocate and free the same big activations for every tile; with glibc's default adaptive
-    threshold they end up on the heap and stay resident (measured: 210 MB more resident after one 256x256
-    RAMiT-1 pass, 70 MB higher peak), which counts against a bounded-memory run.
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
-        return bool(libc.mallopt(-3, threshold))  # -3 = M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        return False
 
 
 def restore(net: torch.nn.Module, batch: Tensor, tile: Optional[int] = None, overlap: int = 16,

@@ -1,14 +1,19 @@
-"""Memory on the device a network runs on: what one call takes at its peak, and what is free.
+"""Memory: what one call takes at its peak (measured on the device, or traced without running), and what is free.
 
-CUDA: PyTorch's allocator statistics and ``torch.cuda.mem_get_info``. CPU (Linux): the process's peak resident set
-(VmHWM, reset through /proc/self/clear_refs before each call) over the resident size before it, i.e. everything the
-call touched, torch's allocator included (tracemalloc would miss it), and MemAvailable from /proc/meminfo.
+Measured: CUDA from PyTorch's allocator statistics; CPU (Linux) from the process's peak resident set (VmHWM, reset
+through /proc/self/clear_refs before each call) over the resident size before it, i.e. everything the call touched,
+torch's allocator included (tracemalloc would miss it). Traced: the largest total size of tensors alive at once
+while torch ops run, e.g. on the meta device (no memory, no compute). Free: ``torch.cuda.mem_get_info`` or the
+host's MemAvailable from /proc/meminfo.
 """
 import os
 import time
+import weakref
 from typing import Callable, Dict, Optional
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 
 def _status_kib(field: str) -> Optional[int]:
@@ -88,3 +93,43 @@ def limit_heap_retention(threshold: int = 1 << 20) -> bool:
         return bool(libc.mallopt(-3, threshold))  # -3 = M_MMAP_THRESHOLD
     except (OSError, AttributeError):
         return False
+
+
+class _LiveTensorBytes(TorchDispatchMode):
+    """Counts the bytes of the storages that torch ops create, while any tensor still refers to them."""
+
+    def __init__(self):
+        super().__init__()
+        self.live = self.peak = 0
+        self.storages: Dict[int, list] = {}  # storage id -> [bytes, tensors referring to it]
+
+    def _release(self, key: int) -> None:
+        entry = self.storages[key]
+        entry[1] -= 1
+        if not entry[1]:
+            self.live -= entry[0]
+            del self.storages[key]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for tensor in tree_leaves(out):
+            if isinstance(tensor, torch.Tensor):
+                storage = tensor.untyped_storage()
+                key = storage._cdata  # views share their base's storage
+                if key in self.storages:
+                    self.storages[key][1] += 1
+                else:
+                    self.storages[key] = [storage.nbytes(), 1]
+                    self.live += storage.nbytes()
+                    self.peak = max(self.peak, self.live)
+                weakref.finalize(tensor, self._release, key)
+        return out
+
+
+def traced_peak_bytes(fn: Callable[[], object]) -> int:
+    """The most bytes of tensors created inside ``fn`` that were alive at the same time (inputs and parameters
+    made before the call are not counted); run it on the meta device to know a pass's need without memory."""
+    tracker = _LiveTensorBytes()
+    with tracker:
+        fn()
+    return tracker.peak

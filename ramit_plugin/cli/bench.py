@@ -1,97 +1,35 @@
-"""`ramit bench`: latency, throughput, peak memory, parameters and multiply-adds, reference vs fast path.
+"""`ramit bench`: inference latency (reference / fast / compiled), training steps (--train) and the NTIRE
+Efficient-SR protocol (--protocol ntire), each table headed by the device, driver and torch version.
 
-Paths are timed interleaved in one process (reference, fast[, compiled] per repeat), so load from other
-processes affects them alike. Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` for the forward
-pass; on the CPU the rise of the process's peak resident set size (Linux VmHWM, reset through
-/proc/self/clear_refs before each pass) over the resident size before it, i.e. all memory the pass
-touched, torch's allocator included (tracemalloc would miss it).
+Peak memory: on CUDA ``torch.cuda.max_memory_allocated``; on the CPU the rise of the process's peak resident set
+(ramit_plugin.memory), which includes everything torch allocates.
 """
 import argparse
 import json
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 
 import torch
 
 from ..archs.ramit_arch import RAMiT
+from ..benchmark import (TrainCase, bench_loader, bench_ntire, bench_size, bench_train, environment, environment_line,
+                         loss_curve_deviation, option_file_loader)
 from ..checkpoint import describe, network_config
+from ..compilation import compile_network
 from ..complexity import count_macs, count_params
 from ..errors import OptionError, RunError
 from ..hub import resolve_weights
+from ..image_files import list_images
 from ..inference import build_network
-from .runtime import set_threads
+from ..precision import AMP_DTYPES, dtype_name
+from .runtime import precision, select_device, set_threads
 
-
-def _status_kib(field: str) -> Optional[int]:
-    """A 'VmXXX:' value (KiB) from /proc/self/status, or None off Linux."""
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith(field + ':'):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS mark of this process (Linux >= 4.0); False where impossible."""
-    try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-        return True
-    except OSError:
-        return False
-
-
-def measure(fn: Callable[[], object], device: torch.device) -> Dict[str, Optional[float]]:
-    """Seconds and peak memory (MiB above the level before) of one call of ``fn``."""
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-        start = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        seconds = time.perf_counter() - start
-        return dict(seconds=seconds, peak_mib=(torch.cuda.max_memory_allocated() - before) / 2 ** 20)
-    resettable = _reset_peak_rss()
-    before = _status_kib('VmRSS')
-    start = time.perf_counter()
-    fn()
-    seconds = time.perf_counter() - start
-    peak = _status_kib('VmHWM')
-    peak_mib = (peak - before) / 1024 if resettable and peak is not None and before is not None else None
-    return dict(seconds=seconds, peak_mib=peak_mib)
-
-
-def summarise(samples: List[Dict[str, Optional[float]]], batch: int) -> dict:
-    """Median/min latency, images per second and the largest peak memory of the timed repeats."""
-    times = [s['seconds'] for s in samples]
-    peaks = [s['peak_mib'] for s in samples if s['peak_mib'] is not None]
-    median = statistics.median(times)
-    return dict(median_s=median, min_s=min(times), images_per_s=batch / median,
-                peak_mib=max(peaks) if peaks else None, repeats=len(times))
-
-
-def bench_size(nets: Dict[str, Callable], x: torch.Tensor, device: torch.device, repeats: int,
-               warmup: int) -> Dict[str, dict]:
-    """Time every entry of ``nets`` on ``x``, interleaved: warm-up calls first, then ``repeats`` rounds."""
-    samples: Dict[str, list] = {name: [] for name in nets}
-    with torch.no_grad():
-        for _ in range(warmup):
-            for fn in nets.values():
-                fn(x)
-        for _ in range(repeats):
-            for name, fn in nets.items():
-                samples[name].append(measure(lambda: fn(x), device))
-    return {name: summarise(s, x.shape[0]) for name, s in samples.items()}
+NTIRE_FLOPS_SIZE = 256  # NTIRE Efficient-SR reports FLOPs (multiply-adds, fvcore's count) at a 256x256 input
 
 
 def tiled_peak(net: RAMiT, size: int, tile: int, device: str) -> dict:
@@ -121,51 +59,81 @@ def tiled_peak(net: RAMiT, size: int, tile: int, device: str) -> dict:
     return dict(size=size, scale=net.upscale, tile=tile, seconds=seconds, peak_rss_mib=peak_kib / 1024)
 
 
-def bench_network(args: argparse.Namespace) -> RAMiT:
-    """The network to time: a checkpoint's (--weights), else a random-init --variant/--task/--scale."""
+def network_factory(args: argparse.Namespace) -> Callable[[], RAMiT]:
+    """Builds the network to time, identically on every call: a checkpoint's (--weights), else a seeded
+    random-init --variant/--task/--scale."""
     if args.weights:
         weights, published = resolve_weights(args.weights)
-        return build_network(weights, task=args.task, published=published)
+        build_network(weights, task=args.task, published=published)  # bad weights fail here, once
+        return lambda: build_network(weights, task=args.task, published=published)
     try:
-        return RAMiT(args.variant, args.task or 'sr', args.scale).eval()
+        RAMiT(args.variant, args.task or 'sr', args.scale)
     except ValueError as err:
         raise OptionError(str(err)) from None
 
+    def build() -> RAMiT:
+        torch.manual_seed(0)
+        return RAMiT(args.variant, args.task or 'sr', args.scale).eval()
+    return build
+
 
 def run(args: argparse.Namespace, prog: str) -> int:
-    """Run the benchmark and print a table (or JSON)."""
+    """Run the benchmark the options ask for and print its table (or JSON)."""
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        raise OptionError('--device cuda: no CUDA device is available')
+    if args.protocol and args.train:
+        raise OptionError('--protocol ntire and --train are different benchmarks; give one')
+    set_threads(args.threads)
+    device = select_device(args.device)
+    build = network_factory(args)
+    env = environment(device)
+    report = dict(environment=env)
+    if args.protocol == 'ntire':
+        report.update(ntire(args, build(), device, env))
+    elif args.train:
+        report.update(training(args, build, device, env))
+    else:
+        report.update(latency(args, build(), device, env))
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+def header(env: Dict[str, str], line: str) -> None:
+    """The first line of every table: the machine, then what was measured."""
+    print(f'# {environment_line(env)}')
+    print(f'# {line}')
+
+
+def latency(args: argparse.Namespace, net: RAMiT, device: torch.device, env: Dict[str, str]) -> dict:
+    """Inference latency per size: reference, fast (default eager) and compiled, interleaved."""
     try:
         sizes = [int(s) for s in args.sizes.split(',') if s.strip()]
     except ValueError:
         sizes = []
     if not sizes or min(sizes) < 1:
         raise OptionError(f'--sizes {args.sizes}: needs positive integers, e.g. 128,256')
-    if args.device == 'cuda' and not torch.cuda.is_available():
-        raise OptionError('--device cuda: no CUDA device is available')
-    if args.half and args.device != 'cuda':
-        raise OptionError('--half needs --device cuda')
-    set_threads(args.threads)
-    net = bench_network(args)
-    device = torch.device(args.device)
-    dtype = torch.float16 if args.half else torch.float32
+    dtype = precision(args)
+    batch, warmup = args.batch or 1, 1 if args.warmup is None else args.warmup
     net = net.to(device=device, dtype=dtype)
     paths: Dict[str, Callable] = {}
     if not args.no_reference:
         paths['reference'] = lambda x: net.set_fast(False)(x)
     paths['fast'] = lambda x: net.set_fast(True)(x)
     if args.compile:
-        compiled = torch.compile(net)
+        compiled = compile_network(net, device, args.compile)
         paths['compiled'] = lambda x: (net.set_fast(True), compiled(x))[1]
-
-    report = dict(variant=net.variant, task=net.task, scale=net.upscale, device=str(device),
-                  dtype=str(dtype).replace('torch.', ''), threads=torch.get_num_threads(), batch=args.batch,
-                  params=count_params(net), results=[])
+    report = dict(variant=net.variant, task=net.task, scale=net.upscale, device=str(device), dtype=dtype_name(dtype),
+                  threads=torch.get_num_threads(), batch=batch, params=count_params(net), results=[])
+    if not args.json:
+        header(env, f"{describe(network_config(net))}: {report['params']:,} parameters; {dtype_name(dtype)}, batch "
+               f"{batch}" + (f', compile mode {args.compile}' if args.compile else ''))
     for size in sizes:
-        x = torch.rand(args.batch, net.in_chans, size, size, device=device, dtype=dtype)
+        x = torch.rand(batch, net.in_chans, size, size, device=device, dtype=dtype)
         start = time.perf_counter()
-        timings = bench_size(paths, x, device, args.repeats, args.warmup)
-        row = dict(size=size, macs=count_macs(net, size, size, args.batch),
-                   seconds_total=time.perf_counter() - start, **timings)
+        timings = bench_size(paths, x, device, args.repeats, warmup)
+        row = dict(size=size, macs=count_macs(net, size, size, batch), seconds_total=time.perf_counter() - start,
+                   **timings)
         for name in ('fast', 'compiled'):
             if name in timings and 'reference' in timings:
                 row[f'speedup_{name}'] = timings['reference']['median_s'] / timings[name]['median_s']
@@ -178,12 +146,7 @@ def run(args: argparse.Namespace, prog: str) -> int:
             t = report['tiled']
             print(f"tiled infer {t['size']}x{t['size']} x{t['scale']} --tile {t['tile']}: peak RSS "
                   f"{t['peak_rss_mib']:.0f} MiB, {t['seconds']:.1f} s (subprocess, incl. start-up)")
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(f"{describe(network_config(net))}: {report['params']:,} parameters; {report['device']} "
-              f"{report['dtype']}, {report['threads']} threads, batch {args.batch}")
-    return 0
+    return report
 
 
 def print_row(row: dict, paths: Dict[str, Callable]) -> None:
@@ -196,3 +159,84 @@ def print_row(row: dict, paths: Dict[str, Callable]) -> None:
         print(f"  {name:<9} median {r['median_s'] * 1e3:9.1f} ms  min {r['min_s'] * 1e3:9.1f} ms  "
               f"{r['images_per_s']:7.2f} img/s  peak {peak}{ratio}")
 
+
+def training(args: argparse.Namespace, build: Callable[[], RAMiT], device: torch.device, env: Dict[str, str]) -> dict:
+    """Training steps for every path x --amp case (and compiled), plus the data pipeline with --data."""
+    amps = [a.strip() for a in args.amp.split(',') if a.strip()]
+    unknown = [a for a in amps if a not in ('none', *AMP_DTYPES)]
+    if unknown or not amps:
+        raise OptionError(f"--amp {args.amp}: give a comma-separated list of none, {', '.join(AMP_DTYPES)}")
+    if args.half or args.bf16:
+        raise OptionError('--half/--bf16 convert the weights for inference; training steps take --amp bf16/fp16')
+    batch, warmup = args.batch or 32, 3 if args.warmup is None else args.warmup
+    cases = [TrainCase(path, None if amp == 'none' else amp)
+             for path in (('fast',) if args.no_reference else ('reference', 'fast')) for amp in amps]
+    if args.compile:
+        cases += [TrainCase('fast', None if amp == 'none' else amp, args.compile) for amp in amps]
+    net = build()
+    if not args.json:
+        header(env, f'{describe(network_config(net))} training step: Adam, L1, batch {batch}, LR '
+               f'patch {args.patch}, {args.steps} timed steps after {warmup}; synthetic batches')
+        print(f"  {'case':<26} {'ms/step':>9} {'samples/s':>10} {'peak MiB':>9} {'x first':>8}  loss curve vs first")
+    rows = []
+    for case in cases:
+        row = bench_train(build, case, batch, args.patch, device, args.steps, warmup)
+        row['speedup'] = rows[0]['ms_per_step'] / row['ms_per_step'] if rows else 1.0
+        row['loss_deviation'] = loss_curve_deviation(row['losses'], rows[0]['losses']) if rows else 0.0
+        rows.append(row)
+        if not args.json:
+            peak = f"{row['peak_mib']:.0f}" if row['peak_mib'] is not None else 'n/a'
+            print(f"  {row['case']:<26} {row['ms_per_step']:9.1f} {row['samples_per_s']:10.1f} {peak:>9} "
+                  f"{row['speedup']:8.2f}  {row['loss_deviation'] * 100:.2f} % (smoothed, largest gap)")
+    report = dict(batch=batch, patch=args.patch, steps=args.steps, train=rows)
+    if args.data:
+        report['data'] = data_pipeline(args, build, device, rows)
+    return report
+
+
+def data_pipeline(args: argparse.Namespace, build: Callable[[], RAMiT], device: torch.device,
+                  rows: List[dict]) -> dict:
+    """The option file's train dataloader alone, and feeding the fast path, against the synthetic-batch step."""
+    if not args.data.is_file():
+        raise OptionError(f'--data {args.data}: no such option file')
+    loader = option_file_loader(args.data)
+    alone = bench_loader(loader, args.steps, warmup=3)
+    fed = bench_train(build, TrainCase('fast'), alone['batch'], alone['lq_patch'][0], device, args.steps, 3,
+                      batches=loader)
+    synthetic = bench_train(build, TrainCase('fast'), alone['batch'], alone['lq_patch'][0], device, args.steps, 3)
+    result = dict(option_file=str(args.data), loader_ms_per_batch=alone['ms_per_batch'], batch=alone['batch'],
+                  lq_patch=alone['lq_patch'], step_ms_real_data=fed['ms_per_step'],
+                  step_ms_synthetic=synthetic['ms_per_step'])
+    if not args.json:
+        verdict = ('the loader keeps up' if fed['ms_per_step'] <= 1.1 * synthetic['ms_per_step']
+                   else 'the loader is the bottleneck: raise num_worker_per_gpu / use LMDB / faster disks')
+        print(f"data ({args.data}, batch {alone['batch']}, LR patch {alone['lq_patch'][0]}): loader alone "
+              f"{alone['ms_per_batch']:.1f} ms/batch; fast fp32 step with real batches {fed['ms_per_step']:.1f} ms "
+              f"vs synthetic {synthetic['ms_per_step']:.1f} ms: {verdict}")
+    return result
+
+
+def ntire(args: argparse.Namespace, net: RAMiT, device: torch.device, env: Dict[str, str]) -> dict:
+    """NTIRE Efficient-SR: float32 whole images one at a time, mean ms per image; multiply-adds and parameters."""
+    if args.images is None:
+        raise OptionError('--protocol ntire needs --images DIR (the LR images to time)')
+    if not args.images.is_dir():
+        raise OptionError(f'--images {args.images}: no such folder')
+    if args.half or args.bf16 or args.compile:
+        raise OptionError('--protocol ntire times float32 eager inference, as the challenge does (no --half, --bf16, '
+                          '--compile)')
+    images = list_images(args.images)
+    if not images:
+        raise OptionError(f'--images {args.images}: no images in this folder')
+    result = bench_ntire(net, images, device, warmup=3 if args.warmup is None else args.warmup)
+    macs = count_macs(net, NTIRE_FLOPS_SIZE, NTIRE_FLOPS_SIZE)
+    result.update(macs_256=macs, params=count_params(net), folder=str(args.images))
+    if not args.json:
+        header(env, f'{describe(network_config(net))}, NTIRE Efficient-SR protocol (float32, eager, '
+               f'{"CUDA events" if device.type == "cuda" else "wall clock"})')
+        peak = f"{result['peak_mib']:.0f}"
+        print('| images | mean ms/image | median ms | peak MiB | FLOPs (G, mult-adds at 256x256) | params (M) |')
+        print('|---|---|---|---|---|---|')
+        print(f"| {result['images']} ({args.images}) | {result['mean_ms']:.2f} | {result['median_ms']:.2f} | {peak} "
+              f"| {macs / 1e9:.2f} | {result['params'] / 1e6:.3f} |")
+    return result

@@ -1,20 +1,25 @@
-"""`ramit infer`: restore your own images (files, folders, globs) with any RAMiT checkpoint, optionally tiled."""
+"""`ramit infer`: restore your own images (files, folders, globs) with any RAMiT checkpoint, optionally tiled,
+in float32, float16 or bfloat16, optionally through torch.compile."""
 import argparse
 import sys
 import time
 from pathlib import Path
-from typing import List, NamedTuple
+from typing import List, NamedTuple, Optional
 
 import numpy as np
 import torch
 
 from ..checkpoint import describe, network_config
+from ..compilation import compile_network
 from ..errors import OptionError
 from ..hub import resolve_weights
-from ..image_files import ImageFileError
-from ..inference import (build_network, encode_image, expand_inputs, from_network_channels, limit_heap_retention,
-                         output_names, read_image, restore, to_network_channels, upscale_alpha, write_atomic)
-from .runtime import set_threads
+from ..image_files import ImageFileError, read_header
+from ..inference import (build_network, encode_image, expand_inputs, from_network_channels, output_names, read_image,
+                         restore, to_network_channels, upscale_alpha, write_atomic)
+from ..memory import limit_heap_retention
+from ..precision import dtype_name
+from ..tiling import TilePlanner
+from .runtime import precision, select_device, set_threads
 
 
 class Tally(NamedTuple):
@@ -25,32 +30,43 @@ class Tally(NamedTuple):
     failed: List[str]
 
 
-def select_device(name: str) -> torch.device:
-    """'auto' -> CUDA if available else CPU; 'cuda' without a GPU is a one-line error."""
-    if name == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    if name == 'cuda' and not torch.cuda.is_available():
-        raise OptionError('--device cuda: no CUDA device is available (use --device cpu or auto)')
-    return torch.device(name)
+class Runner:
+    """The network as `ramit infer` runs it: eager or compiled, and the tile for each image size (--tile N|auto)."""
 
+    def __init__(self, net, args: argparse.Namespace, static_shapes: bool):
+        self.net = net
+        self.args = args
+        self.forward = net if not args.compile else compile_network(
+            net, next(net.parameters()).device, args.compile, static_shapes=static_shapes)
+        limit = args.max_memory * 2 ** 20 if args.max_memory else None
+        self.planner = TilePlanner(net, args.batch, limit) if args.tile == 'auto' else None
 
-def half_dtype(device: torch.device, half: bool) -> torch.dtype:
-    """float16 on CUDA with --half; --half on the CPU is refused (float16 there is slow and inexact)."""
-    if not half:
-        return torch.float32
-    if device.type != 'cuda':
-        raise OptionError('--half needs a CUDA device; on the CPU run in float32 (the default)')
-    return torch.float16
+    def tile_for(self, height: int, width: int, label: str) -> Optional[int]:
+        """--tile N as given; --tile auto: the largest tile the device's free memory (or --max-memory) allows."""
+        if self.planner is None:
+            return self.args.tile
+        from tqdm import tqdm
+
+        tile = self.planner.tile(height, width)
+        if tile is not None:
+            tqdm.write(f'{label}: {width}x{height} does not fit the memory: tiles of {tile} (--tile auto)',
+                       file=sys.stderr)
+        return tile
 
 
 def run(args: argparse.Namespace, prog: str) -> int:
     """Run `ramit infer`; 0 when every image was written or skipped, 1 when any failed (RamitError: bad input)."""
-    if args.tile is not None and not args.tile > args.tile_overlap >= 0:
+    if args.tile not in (None, 'auto') and not args.tile > args.tile_overlap >= 0:
         raise OptionError(f'--tile {args.tile} --tile-overlap {args.tile_overlap}: need --tile > --tile-overlap >= 0')
+    if args.max_memory and args.tile != 'auto':
+        raise OptionError('--max-memory plans the tiles of --tile auto; add --tile auto')
     files = expand_inputs(args.input)
     set_threads(args.threads)
     device = select_device(args.device)
-    dtype = half_dtype(device, args.half)
+    dtype = precision(args)
+    if dtype == torch.float16 and device.type == 'cpu':
+        print('note: float16 on the CPU is correct but several times slower than float32; --bf16 is fast on CPUs '
+              'with bfloat16 support', file=sys.stderr)
     weights, published = resolve_weights(args.weights)
     net = build_network(weights, args.variant, args.task, args.scale, published,
                         fast=False if args.reference else None)
@@ -60,15 +76,30 @@ def run(args: argparse.Namespace, prog: str) -> int:
         limit_heap_retention()
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    print(f'{describe(network_config(net))} from {weights} on {device} ({str(dtype).replace("torch.", "")})')
-    tally = restore_all(net, list(zip(files, targets)), args)
+    # Compiled per size when every image has one (or tiles fix it), else with symbolic sizes: no recompile per image.
+    runner = Runner(net, args, static_shapes=args.tile not in (None, 'auto') or len(image_sizes(files)) <= 1)
+    print(f'{describe(network_config(net))} from {weights} on {device} ({dtype_name(dtype)}'
+          + (f', torch.compile mode {args.compile}' if args.compile else '') + ')')
+    tally = restore_all(runner, list(zip(files, targets)), args)
     print(f'{out_dir}: {tally.written} written, {tally.skipped} skipped (output exists; --overwrite replaces it), '
           f'{len(tally.failed)} failed, of {len(files)} image(s)'
           + (f'; failed: {", ".join(tally.failed)}' if tally.failed else ''))
     return 1 if tally.failed else 0
 
 
-def restore_all(net, jobs: List[tuple], args: argparse.Namespace) -> Tally:
+def image_sizes(files: List[Path]) -> set:
+    """The distinct (height, width) of the readable ``files`` (headers only; unreadable files are reported later)."""
+    sizes = set()
+    for path in files:
+        try:
+            header = read_header(path)
+        except ImageFileError:
+            continue
+        sizes.add((header.height, header.width))
+    return sizes
+
+
+def restore_all(runner: Runner, jobs: List[tuple], args: argparse.Namespace) -> Tally:
     """Restore (input, output) ``jobs`` in batches of equal-sized images; existing outputs are skipped."""
     from tqdm import tqdm
 
@@ -84,7 +115,7 @@ def restore_all(net, jobs: List[tuple], args: argparse.Namespace) -> Tally:
     pending: list = []
     for path, target in todo:
         try:
-            pending.append((path, target, load(path, net)))
+            pending.append((path, target, load(path, runner.net)))
         except ImageFileError as err:
             tqdm.write(f'{err}; skipped', file=sys.stderr)
             failed.append(path.name)
@@ -94,10 +125,10 @@ def restore_all(net, jobs: List[tuple], args: argparse.Namespace) -> Tally:
         if not same_size or len(pending) >= args.batch:
             # Flush everything but a newcomer of a different size, which starts the next batch.
             keep = [] if same_size else [pending.pop()]
-            written += process(net, pending, args, bar, failed)
+            written += process(runner, pending, args, bar, failed)
             pending = keep
     if pending:
-        written += process(net, pending, args, bar, failed)
+        written += process(runner, pending, args, bar, failed)
     bar.close()
     return Tally(written, len(jobs) - len(todo), failed)
 
@@ -108,17 +139,19 @@ def load(path: Path, net) -> tuple:
     return to_network_channels(img.rgb, net.in_chans), img
 
 
-def process(net, items: list, args: argparse.Namespace, bar, failed: List[str]) -> int:
+def process(runner: Runner, items: list, args: argparse.Namespace, bar, failed: List[str]) -> int:
     """Restore equally sized images together and write them; failed writes go to ``failed``; returns how many
     were written."""
     from tqdm import tqdm
 
+    net = runner.net
     param = next(net.parameters())
     start = time.perf_counter()
     arrays = [x for _, _, (x, _) in items]
     # A single image is not stacked: a 2048x2048 input would be copied for nothing.
     batch = torch.from_numpy(arrays[0][None] if len(arrays) == 1 else np.stack(arrays)).permute(0, 3, 1, 2)
-    out = restore(net, batch.to(device=param.device, dtype=param.dtype), args.tile, args.tile_overlap,
+    tile = runner.tile_for(*arrays[0].shape[:2], items[0][0].name)
+    out = restore(runner.forward, batch.to(device=param.device, dtype=param.dtype), tile, args.tile_overlap,
                   args.batch)
     seconds = (time.perf_counter() - start) / len(items)
     written = 0

@@ -1,4 +1,5 @@
-"""What several commands share at run time: the --threads setting."""
+"""What several commands share at run time: --threads, the device and the precision of the weights."""
+import argparse
 import os
 from typing import Optional
 
@@ -14,3 +15,23 @@ def set_threads(threads: Optional[int]) -> None:
     # OpenCV otherwise decodes and resizes on every core, in this process and in forked DataLoader workers.
     cv2.setNumThreads(threads)
     os.environ['OMP_NUM_THREADS'] = str(threads)
+
+
+def select_device(name: str):
+    """'auto' -> CUDA if available else CPU; 'cuda' without a GPU is a one-line OptionError."""
+    import torch
+
+    from ..errors import OptionError
+
+    if name == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if name == 'cuda' and not torch.cuda.is_available():
+        raise OptionError('--device cuda: no CUDA device is available (use --device cpu or auto)')
+    return torch.device(name)
+
+
+def precision(args: argparse.Namespace):
+    """The dtype --half / --bf16 ask for (float32 otherwise)."""
+    from ..precision import PRECISIONS
+
+    return PRECISIONS['fp16' if args.half else 'bf16' if args.bf16 else 'fp32']

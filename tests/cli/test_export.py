@@ -17,7 +17,7 @@ def test_export_and_verify(reference_dir, tmp_path, capsys):
     out = tmp_path / 'slim.onnx'
     assert main(['--weights', str(weights), '--onnx', str(out)]) == 0
     text = capsys.readouterr().out
-    assert 'RAMiT-slimLLE low-light enhancement (3 channels) -> ' in text and '(ok, tolerance 0.0001)' in text
+    assert 'RAMiT-slimLLE low-light enhancement (3 channels) -> ' in text and '; ok, tolerance 0.0001)' in text
     reported = float(text.split('max |diff| = ')[1].split()[0])
     assert reported <= 1e-4
     # Independently: one more size, checked here against the reference path.
@@ -60,4 +60,19 @@ def test_custom_checkpoint_exports(tmp_path, capsys):
     assert main(['--weights', str(tmp_path / 'custom.pth'), '--task', 'lle', '--onnx', str(tmp_path / 'c.onnx')]) == 0
     text = capsys.readouterr().out
     assert text.startswith('RAMiT low-light enhancement (3 channels) with dim=16, depths=(1, 1, 1, 1), window_size=4, '
-                           'fuse_expand_groups=1 -> ') and '(ok, tolerance 0.0001)' in text
+                           'fuse_expand_groups=1 -> ') and '; ok, tolerance 0.0001)' in text
+
+
+def test_float16_export_runs_in_onnxruntime_close_to_float32(reference_dir, tmp_path, capsys):
+    weights = reference_dir / 'weights' / 'RAMiT-slimLLE_LLE.pth'
+    out = tmp_path / 'slim16.onnx'
+    assert main(['--weights', str(weights), '--onnx', str(out), '--half']) == 0
+    text = capsys.readouterr().out
+    assert '(float16, opset 17' in text and 'ok, tolerance 0.0314 max, 0.00784 at the 99th percentile' in text
+    session = ort.InferenceSession(str(out), providers=['CPUExecutionProvider'])
+    assert session.get_inputs()[0].type == session.get_outputs()[0].type == 'tensor(float16)'
+    x = torch.rand(1, 3, 40, 52, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ref = build_network(weights, task='lle')(x).numpy()
+    got = session.run(None, {'input': x.numpy().astype(np.float16)})[0].astype(np.float32)
+    assert np.isfinite(got).all() and np.percentile(np.abs(got - ref), 99) < 2 / 255

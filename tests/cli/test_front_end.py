@@ -56,7 +56,9 @@ def test_console_scripts_and_module_run_the_front_end(tmp_path):
 
 def test_parser_choices_agree_with_the_network():
     from ramit_plugin.archs.ramit_arch import TASKS, VARIANTS
+    from ramit_plugin.compilation import MODES
     assert parsers.VARIANT_NAMES == tuple(VARIANTS) and parsers.TASK_NAMES == tuple(TASKS)
+    assert parsers.COMPILE_MODES == MODES
 
 
 def test_unknown_command_and_usage_errors_are_one_line(capsys):

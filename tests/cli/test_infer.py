@@ -121,7 +121,6 @@ def test_gray_network_and_task_naming(reference_dir, tmp_path, capsys):
     (['--scale', '3'], '--scale 3 contradicts the checkpoint, which is x2'),
     (['--variant', 'RAMiT-1'], '--variant RAMiT-1 contradicts the checkpoint, which is RAMiT-slimSR'),
     (['--task', 'dn'], '--task dn contradicts the checkpoint, which fits task(s) sr'),
-    (['--half', '--device', 'cpu'], '--half needs a CUDA device'),
     (['--tile', '16', '--tile-overlap', '16'], '--tile 16 --tile-overlap 16: need --tile > --tile-overlap >= 0'),
 ])
 def test_option_errors_are_one_line(weights, tmp_path, capsys, flags, message):
@@ -189,3 +188,60 @@ def test_custom_checkpoint_and_threads(tmp_path, capsys):
     x = torch.from_numpy(read_image(tmp_path / 'x.png').rgb).permute(2, 0, 1)[None]
     expected = np.round(restore(net, x)[0].clamp(0, 1).permute(1, 2, 0).numpy()[:, :, ::-1] * 255)
     assert np.abs(cv2.imread(str(tmp_path / 'o' / 'x_RAMiT_dn.png')).astype(np.float64) - expected).max() <= 1
+
+
+@pytest.mark.parametrize('flag', ['--half', '--bf16'])
+def test_half_precision_within_2_of_255_at_the_99th_percentile(reference_dir, datasets_dir, tmp_path, flag):
+    """float16 / bfloat16 against float32 on the Set5 photos (x4 inputs), 8-bit outputs."""
+    weights = reference_dir / 'weights' / 'RAMiT-slimSR_X4.pth'
+    lr = datasets_dir / 'Set5' / 'LR_bicubic' / 'X4'
+    assert main(['-i', str(lr), '-o', str(tmp_path / 'fp32'), '--weights', str(weights), '--threads', '2']) == 0
+    assert main(['-i', str(lr), '-o', str(tmp_path / 'half'), '--weights', str(weights), '--threads', '2', flag]) == 0
+    diffs = []
+    for path in sorted((tmp_path / 'fp32').iterdir()):
+        full = cv2.imread(str(path)).astype(np.int16)
+        half = cv2.imread(str(tmp_path / 'half' / path.name)).astype(np.int16)
+        diffs.append(np.abs(full - half).ravel())
+    diffs = np.concatenate(diffs)
+    assert len(list((tmp_path / 'half').iterdir())) == 5
+    assert np.percentile(diffs, 99) <= 2 and diffs.max() <= 16
+
+
+def test_tile_auto_runs_whole_when_the_image_fits_and_tiles_under_a_memory_limit(weights, tmp_path, capsys):
+    src = tmp_path / 'in'
+    src.mkdir()
+    cv2.imwrite(str(src / 'big.png'), smooth(160, 200, 3, 7))
+    for name, extra in (('whole', []), ('auto', ['--tile', 'auto']), ('limited', ['--tile', 'auto',
+                                                                                  '--max-memory', '120'])):
+        assert main(['-i', str(src), '-o', str(tmp_path / name), '--weights', str(weights), '--threads', '1',
+                     *extra]) == 0
+    err = capsys.readouterr().err
+    out = {name: cv2.imread(str(tmp_path / name / 'big_RAMiT_x2.png')).astype(np.int16)
+           for name in ('whole', 'auto', 'limited')}
+    assert np.array_equal(out['auto'], out['whole'])  # fits: no tiles at all
+    tile = int(err.split('does not fit the memory: tiles of ')[1].split()[0])
+    assert tile % 32 == 0 and 64 <= tile < 200
+    diff = np.abs(out['limited'] - out['whole'])
+    assert 0 < diff.mean() < 1.5  # tiled: close, not equal (CH-SA attends over each whole tile)
+    assert main(['-i', str(src), '-o', str(tmp_path / 'x'), '--weights', str(weights), '--max-memory', '100']) == 2
+    assert capsys.readouterr().err.strip() == 'ramit infer: error: --max-memory plans the tiles of --tile auto; add ' \
+                                              '--tile auto'
+
+
+def test_compiled_inference_equals_eager(tmp_path, inductor_cache, monkeypatch):
+    """`--compile`: the same images as the eager run (float32, tiny custom network, kernels cached for bench)."""
+    monkeypatch.setenv('TORCHINDUCTOR_CACHE_DIR', str(inductor_cache))
+    torch.manual_seed(0)
+    net = RAMiT('RAMiT-1', 'sr', 2, dim=16, depths=(1, 1, 1, 1), num_heads=(2, 2, 2, 2), window_size=4)
+    torch.save(net.state_dict(), tmp_path / 'tiny.pth')
+    src = tmp_path / 'in'
+    src.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(src / f'{i}.png'), smooth(32, 32, 3, i))
+    for name, extra in (('eager', []), ('compiled', ['--compile'])):
+        assert main(['-i', str(src), '-o', str(tmp_path / name), '--weights', str(tmp_path / 'tiny.pth'),
+                     '--threads', '1', *extra]) == 0
+    for i in range(2):
+        eager = cv2.imread(str(tmp_path / 'eager' / f'{i}_RAMiT_x2.png')).astype(np.int16)
+        compiled = cv2.imread(str(tmp_path / 'compiled' / f'{i}_RAMiT_x2.png')).astype(np.int16)
+        assert np.abs(eager - compiled).max() <= 1
