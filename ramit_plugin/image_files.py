@@ -35,6 +35,7 @@ class ImageHeader(NamedTuple):
     width: int
     channels: int
     bytes_per_sample: int
+    frames: int = 1  # an animated PNG/WebP or a multi-page TIFF has more; OpenCV decodes the first
 
 
 class MetaInfoEntry(NamedTuple):
@@ -63,15 +64,21 @@ def read_header(path: PathLike) -> ImageHeader:
     """Image size and sample layout from the file header (Pillow, no decoding); ImageFileError if not an image."""
     from PIL import Image, UnidentifiedImageError
 
+    # Only the header is read, so Pillow's decompression-bomb limit (~179M pixels) does not apply: large images are
+    # what tiled inference is for, and decode() reports what OpenCV will not decode.
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
         with Image.open(path) as img:
             mode, (width, height), bands = img.mode, img.size, len(img.getbands())
+            frames = getattr(img, 'n_frames', 1)
     except (OSError, UnidentifiedImageError) as exc:
         raise ImageFileError(f'{path}: cannot be read as an image ({exc})') from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
     # OpenCV expands palette images to BGR(A); 16-bit PNG and TIFF keep two bytes per sample.
     channels = 4 if mode == 'P' else bands
     bytes_per_sample = 4 if mode in ('I', 'F') else 2 if '16' in mode else 1
-    return ImageHeader(Path(path), height, width, channels, bytes_per_sample)
+    return ImageHeader(Path(path), height, width, channels, bytes_per_sample, frames)
 
 
 def decode(path: PathLike) -> np.ndarray:
@@ -80,7 +87,12 @@ def decode(path: PathLike) -> np.ndarray:
 
     # np.fromfile + imdecode, unlike cv2.imread, reads any file name the OS accepts.
     data = np.fromfile(os.fspath(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    except cv2.error as err:  # e.g. a header claiming more pixels than OpenCV decodes
+        reason = ('more pixels than OpenCV decodes (CV_IO_MAX_IMAGE_PIXELS, 2^30 by default)'
+                  if 'CV_IO_MAX_IMAGE_PIXELS' in str(err) else str(err).strip().splitlines()[-1])
+        raise ImageFileError(f'{path}: cannot be decoded: {reason}') from None
     if img is None:
         raise ImageFileError(f'{path}: cannot be read as an image (corrupt file or unsupported format)')
     return img
