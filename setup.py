@@ -28,6 +28,7 @@ setup(
         'lmdb>=1.4',
         'opencv-python>=4.8',
         'pillow>=9.0',  # image headers (ramit_plugin.image_files)
+        'safetensors>=0.4',  # .safetensors checkpoints (ramit_plugin.checkpoint, `ramit convert`)
         'numpy>=1.24',
         'pyyaml>=6.0',
         'tqdm>=4.60',
@@ -37,8 +38,11 @@ setup(
         'setuptools>=68',
     ],
     extras_require={
-        'test': ['pytest>=7.4', 'onnx>=1.15', 'onnxruntime>=1.17', 'build>=1.0'],
+        'test': ['pytest>=7.4', 'onnx>=1.15', 'onnxruntime>=1.17', 'build>=1.0', 'spandrel>=0.4.2'],
         'export': ['onnx>=1.15', 'onnxruntime>=1.17'],
+        # RAMiT in spandrel's registry (chaiNNer, ComfyUI): ramit_plugin/spandrel.py. No upper bound, so that
+        # installing into an app's environment never downgrades the spandrel the app ships.
+        'spandrel': ['spandrel>=0.4.2'],
     },
     # ramit_cli parses arguments with the standard library only, so `--help` answers without importing torch.
     entry_points={'console_scripts': ['ramit=ramit_cli.main:main', 'basicsr=ramit_cli.main:main']},

@@ -38,6 +38,8 @@ COMMANDS = {
     'models': Command(parsers.models_parser, 'ramit_plugin.cli.models', 'run',
                       'list the published checkpoints and whether they are cached'),
     'export': Command(parsers.export_parser, 'ramit_plugin.cli.export', 'run', 'export a RAMiT checkpoint to ONNX'),
+    'convert': Command(parsers.convert_parser, 'ramit_plugin.cli.convert', 'run',
+                       'write a RAMiT checkpoint as .safetensors with its network description (no flags needed later)'),
     'bench': Command(parsers.bench_parser, 'ramit_plugin.cli.bench', 'run',
                      'latency, memory, parameters and multiply-adds'),
     'mm-train': Command(parsers.mm_train_parser, 'ramit_plugin.cli.mm', 'run_train',

@@ -247,6 +247,21 @@ def export_parser(prog: str) -> argparse.ArgumentParser:
     return p
 
 
+def convert_parser(prog: str) -> argparse.ArgumentParser:
+    """`ramit convert`."""
+    p = argparse.ArgumentParser(prog=prog, description='Write any RAMiT checkpoint as a .safetensors file: the '
+                                'weights (EMA weights when the file has them) and the network description (variant, '
+                                'task, scale, every hyper-parameter), so that ramit infer, BasicSR, mmengine and '
+                                'spandrel (chaiNNer, ComfyUI) load it without --task/--variant/--scale. Reading it '
+                                'never unpickles anything.')
+    p.add_argument('input', metavar='IN', help='checkpoint file (raw, BasicSR, mmengine, DDP, safetensors) or a '
+                                               'published model name')
+    p.add_argument('output', metavar='OUT.safetensors', type=Path, help='file to write (atomically)')
+    add_checkpoint_checks(p)
+    p.add_argument('--overwrite', action='store_true', help='replace OUT if it exists')
+    return p
+
+
 BENCH_DESCRIPTION = """Benchmark RAMiT (random-init weights unless --weights: speed does not depend on them).
 
 Default: inference latency per input size, reference vs fast path (and compiled with --compile), interleaved.
@@ -325,5 +340,6 @@ def mm_test_parser(prog: str) -> argparse.ArgumentParser:
     """`ramit mm-test`."""
     parser = mm_parser(prog, "Test a RAMiT checkpoint with mmengine's Runner from a Python config.")
     parser.add_argument('--checkpoint', required=True,
-                        help="weights: the authors' raw state dict, a BasicSR or an mmengine checkpoint")
+                        help="weights: the authors' raw state dict, a BasicSR or an mmengine checkpoint, or a "
+                             '.safetensors file')
     return parser

@@ -4,11 +4,14 @@ The one checkpoint API of the plugin, used by BasicSR (RAMiTModel, the option ch
 ``pretrained``, ``ramit mm-test``) and inference (``ramit infer/export``):
 
 - ``read_checkpoint(path, param_key)`` -> (state dict, metadata): the file's weights, unwrapped, and what the file
-  says about the network (``{}`` when it says nothing, as the authors' raw files);
+  says about the network (``{}`` when it says nothing, as the authors' raw files); PyTorch files are read with
+  ``weights_only``, safetensors files (``.safetensors``, or any file with a safetensors header) without pickle;
 - ``infer_config(state_dict, metadata, task)`` -> the ``RAMiT(**config)`` arguments that rebuild the network,
   custom sizes included: what shapes show comes from the shapes, the rest from metadata or the task's defaults;
-- ``load_checkpoint(net, source, ...)`` -> ``net`` with the weights loaded.
+- ``load_checkpoint(net, source, ...)`` -> ``net`` with the weights loaded;
+- ``write_safetensors(path, state_dict, metadata)``: weights plus network description as one safetensors file.
 """
+import json
 import math
 import os
 import re
@@ -16,9 +19,12 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 
 import torch
 import torch.nn as nn
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from .archs.ramit_arch import HYPER_PARAMETERS, TASKS, VARIANTS, describe_config, expanded_channels, resolve_config
 from .errors import RamitError
+from .fileio import atomic_output
 
 StateDict = Dict[str, torch.Tensor]
 Source = Union[str, os.PathLike, dict]
@@ -26,8 +32,10 @@ Source = Union[str, os.PathLike, dict]
 # mmengine uses 'state_dict'. An explicit param_key (BasicSR's param_key_g) is taken first when the file has it.
 WRAPPER_KEYS = ('params_ema', 'params', 'state_dict', 'model')
 ANCHOR = 'shallow.conv.weight'
-# Key of the network description RAMiTModel saves beside the weights (a dict of RAMiT(...) arguments).
+# Key of the network description saved with the weights: a dict of RAMiT(...) arguments beside them in RAMiTModel's
+# .pth files; JSON in the header and in a uint8 tensor of that name in safetensors files (write_safetensors).
 METADATA_KEY = 'ramit_config'
+SAFETENSORS_SUFFIX = '.safetensors'
 CONFIG_KEYS = ('variant', 'task', 'upscale') + HYPER_PARAMETERS
 # Not visible in any shape: taken from the metadata when the file has it, else the task's defaults.
 HIDDEN_KEYS = ('helper', 'img_norm')
@@ -48,19 +56,39 @@ class CheckpointMismatchError(CheckpointError):
 
 # ------------------------------------------------------------------------------------------------------ reading
 def read_checkpoint(path: Union[str, os.PathLike], param_key: Optional[str] = None) -> Tuple[StateDict, dict]:
-    """(bare RAMiT state dict, metadata or {}) of a checkpoint file, loaded on the CPU with weights_only."""
+    """(bare RAMiT state dict, metadata or {}) of a checkpoint file, loaded on the CPU: safetensors without pickle,
+    PyTorch files with weights_only."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointNotFoundError(f'{path}: checkpoint not found')
+    obj = _read_safetensors(path) if is_safetensors(path) else _read_torch(path)
+    return select_state_dict(obj, path, param_key), checkpoint_metadata(obj, path)
+
+
+def is_safetensors(path: str) -> bool:
+    """Whether ``path`` is to be read as safetensors: its name ends with .safetensors, or its first bytes are a
+    safetensors header (an 8-byte length, then JSON), which neither PyTorch format (zip, pickle) starts with."""
+    if path.lower().endswith(SAFETENSORS_SUFFIX):
+        return True
+    with open(path, 'rb') as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b'{' and not head.startswith(b'PK')
+
+
+def _read_torch(path: str) -> object:
+    from .mm.runtime import allow_mmengine_checkpoints
+
+    # mmengine's Runner checkpoints also hold numpy values and HistoryBuffers: allowed as types, weights_only stays.
+    allow_mmengine_checkpoints()
     try:
-        obj = torch.load(path, map_location='cpu', weights_only=True)
+        return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as err:  # torch raises many types for truncated or foreign files
         raise CheckpointError(f'{path}: not a readable PyTorch checkpoint ({load_error_reason(err)})') from None
-    return select_state_dict(obj, path, param_key), checkpoint_metadata(obj)
 
 
 def load_error_reason(err: Exception) -> str:
-    """Why torch.load(weights_only=True) failed, in a few words (torch's own messages run to several paragraphs)."""
+    """Why torch.load(weights_only=True) (or safetensors) failed, in a few whole words: torch's own messages run to
+    several paragraphs."""
     text = str(err).strip()
     refused = re.search(r'GLOBAL ([\w.]+)', text)
     if refused:
@@ -71,18 +99,49 @@ def load_error_reason(err: Exception) -> str:
     return f'{type(err).__name__}: {first}' if first else type(err).__name__
 
 
-def checkpoint_metadata(obj: object) -> dict:
-    """The network description stored in a loaded checkpoint (RAMiT(...) arguments), or {}."""
+def _read_safetensors(path: str) -> dict:
+    """Every tensor of a safetensors file; the header's network description, when present, under METADATA_KEY."""
+    try:
+        with safe_open(path, framework='pt', device='cpu') as f:
+            obj = {k: f.get_tensor(k) for k in f.keys()}
+            header = f.metadata() or {}
+    except Exception as err:  # SafetensorError, OSError, or a header that is not JSON
+        raise CheckpointError(f'{path}: not a readable safetensors file ({load_error_reason(err)})') from None
+    if METADATA_KEY in header:
+        obj[METADATA_KEY] = _parse_metadata(header[METADATA_KEY].encode(), path)
+    return obj
+
+
+def _parse_metadata(data: bytes, label: str) -> dict:
+    try:
+        meta = json.loads(data.decode())
+    except (UnicodeDecodeError, ValueError):
+        meta = None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f'{label}: its {METADATA_KEY!r} metadata is not a JSON object of RAMiT arguments')
+    return meta
+
+
+def checkpoint_metadata(obj: object, label: str = 'checkpoint') -> dict:
+    """The network description stored in a loaded checkpoint (RAMiT(...) arguments), or {}: a dict beside the
+    weights, or the JSON tensor write_safetensors adds (all that reaches spandrel, which drops file headers)."""
     meta = obj.get(METADATA_KEY) if isinstance(obj, dict) else None
-    return {k: v for k, v in meta.items() if k in CONFIG_KEYS} if isinstance(meta, dict) else {}
+    if isinstance(meta, torch.Tensor):
+        meta = _parse_metadata(meta.detach().cpu().to(torch.uint8).numpy().tobytes(), label)
+    if not isinstance(meta, dict):
+        return {}
+    # JSON has no tuples: depths and num_heads come back as lists.
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in meta.items() if k in CONFIG_KEYS}
 
 
 def select_state_dict(obj: object, label: str = 'checkpoint', param_key: Optional[str] = None) -> StateDict:
     """The RAMiT weights in a loaded checkpoint: ``obj[param_key]`` when given and present, else the first of
-    WRAPPER_KEYS (EMA first) or ``obj`` itself; DDP/model prefixes such as 'module.' are stripped."""
+    WRAPPER_KEYS (EMA first) or ``obj`` itself; DDP/model prefixes such as 'module.' and the network description
+    (METADATA_KEY) are stripped."""
     if isinstance(obj, dict):
         keys = ((param_key,) if param_key else ()) + WRAPPER_KEYS
         obj = next((obj[k] for k in keys if isinstance(obj.get(k), dict)), obj)
+        obj = {k: v for k, v in obj.items() if k != METADATA_KEY}
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f'{label}: no state dict of tensors found (expected a raw state dict or one under '
                               f"{', '.join(repr(k) for k in WRAPPER_KEYS)})")
@@ -90,12 +149,27 @@ def select_state_dict(obj: object, label: str = 'checkpoint', param_key: Optiona
     if len(anchors) != 1:
         raise CheckpointError(f'{label}: not a RAMiT checkpoint (no unique {ANCHOR!r} key)')
     prefix = anchors[0][:-len(ANCHOR)]
-    return {k[len(prefix):]: v for k, v in obj.items() if k.startswith(prefix)}
+    return {k[len(prefix):]: v for k, v in obj.items() if k.startswith(prefix) and k[len(prefix):] != METADATA_KEY}
 
 
 def config_metadata(net: nn.Module) -> dict:
     """What RAMiTModel stores under METADATA_KEY: the RAMiT(...) arguments of ``net``."""
     return {k: net.config[k] for k in CONFIG_KEYS}
+
+
+def write_safetensors(path: Union[str, os.PathLike], state_dict: StateDict, metadata: dict) -> None:
+    """Write ``state_dict`` and the network description ``metadata`` (config_metadata) as one safetensors file,
+    atomically (a hidden temporary file renamed into place).
+
+    The description is JSON in the header's METADATA_KEY and, because spandrel (chaiNNer, ComfyUI) hands
+    architectures only the tensors, also a uint8 tensor of that key, which every reader here drops.
+    """
+    text = json.dumps(metadata)
+    # clone: safetensors refuses tensors that share memory, as views of one buffer would.
+    tensors = {k: v.detach().cpu().clone().contiguous() for k, v in state_dict.items()}
+    tensors[METADATA_KEY] = torch.frombuffer(bytearray(text.encode()), dtype=torch.uint8)
+    with atomic_output(path) as tmp:
+        save_file(tensors, tmp, metadata={'format': 'pt', METADATA_KEY: text})
 
 
 # ------------------------------------------------------------------------------------------ inferring the network
@@ -289,7 +363,7 @@ def load_checkpoint(net: nn.Module, source: Source, exclude: Iterable[str] = (),
     """
     if isinstance(source, dict):
         label = label or 'state dict'
-        full, metadata = select_state_dict(source, label, param_key), checkpoint_metadata(source)
+        full, metadata = select_state_dict(source, label, param_key), checkpoint_metadata(source, label)
     else:
         label = label or os.fspath(source)
         full, metadata = read_checkpoint(source, param_key)

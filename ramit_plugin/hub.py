@@ -154,18 +154,20 @@ def _fetch(url: str, dest: str, progress: bool) -> None:
         raise HubError(f'{url}: download interrupted ({type(err).__name__}); partial file deleted, not used') from None
 
 
-def resolve_weights(spec: Union[str, os.PathLike], progress: bool = True
+def resolve_weights(spec: Union[str, os.PathLike], progress: bool = True, option: str = '--weights'
                     ) -> Tuple[Path, Optional[PublishedModel]]:
     """A checkpoint path for ``spec`` (a file, or a published name fetched into the cache) and its model.
 
     The model is also returned for a local file named like a published one (e.g. 'RAMiT-1_CDN.pth'), so its
-    task is known even where the shapes alone are ambiguous.
+    task is known even where the shapes alone are ambiguous. ``option`` names the argument in errors ('' for a
+    positional one).
     """
     path = Path(spec).expanduser()
     if path.is_file():
         return path, lookup(path.name)
     model = lookup(str(spec))
     if model is None:
-        raise CheckpointNotFoundError(f'--weights {spec}: no such file, and not a published model name; valid names: '
+        where = f'{option} {spec}' if option else str(spec)
+        raise CheckpointNotFoundError(f'{where}: no such file, and not a published model name; valid names: '
                                       f"{', '.join(PUBLISHED)} (see `ramit models`)")
     return download(model, progress=progress), model

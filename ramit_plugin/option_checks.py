@@ -35,7 +35,7 @@ OPTIONAL_KEYS = (
     'manual_seed', 'scale', 'find_unused_parameters', 'train:*_opt', 'train:ema_decay', 'train:warmup_iter',
     'train:grad_clip', 'train:amp', 'train:compile', 'train:progressive', 'train:warm_start_iter',
     'path:pretrain_network_g', 'path:param_key_g', 'path:strict_load_g', 'path:resume_state', 'logger:use_tb_logger',
-    'val:suffix', 'val:pbar', *(f'datasets:*:{key}' for key in (
+    'logger:save_safetensors', 'val:suffix', 'val:pbar', *(f'datasets:*:{key}' for key in (
         'dataroot_gt', 'dataroot_lq', 'meta_info_file', 'filename_tmpl', 'io_backend', 'gt_size', 'use_hflip',
         'use_rot', 'num_worker_per_gpu', 'batch_size_per_gpu', 'dataset_enlarge_ratio', 'prefetch_mode', 'pin_memory',
         'persistent_workers', 'gray', 'sigma', 'sigma_range', 'pairing', 'lq_tmpl', 'gt_tmpl')))
@@ -175,6 +175,8 @@ def check_train_options(opt: dict, train_opt: dict, fail, loss_registry) -> None
     for where, section, key, least in counts:
         check_count(where, section.get(key), least, fail, required=True)
     check_count('train:warmup_iter', train_opt.get('warmup_iter'), -1, fail)
+    if not isinstance(logger_opt.get('save_safetensors', False), bool):
+        fail('logger:save_safetensors', f"{logger_opt['save_safetensors']!r} is not true or false")
     optim = train_opt.get('optim_g') or {}
     if optim.get('type') not in OPTIMIZERS:
         fail('train:optim_g:type', f"{optim.get('type')!r} is not supported; valid: {', '.join(OPTIMIZERS)}")

@@ -23,6 +23,21 @@ def require_shared(*parts: str) -> Path:
 
 
 @pytest.fixture(scope='session')
+def spandrel():
+    """The optional spandrel package (ramit-plugin[spandrel]) with RAMiT registered; skipped when it is not
+    installed, failed when CI is set (CI installs the test extra, which includes it)."""
+    try:
+        import spandrel
+    except ImportError:
+        reason = "spandrel is not installed (pip install '.[spandrel]' or '.[test]' adds it)"
+        if os.environ.get('CI'):
+            pytest.fail(reason + ' (CI is set, so this is an error)')
+        pytest.skip(reason)
+    import ramit_plugin.spandrel  # noqa: F401  (what `import ramit_plugin` does when spandrel is installed)
+    return spandrel
+
+
+@pytest.fixture(scope='session')
 def reference_dir() -> Path:
     """../shared/ramit_reference (weights/, golden/, keys/)."""
     return require_shared('ramit_reference')

@@ -4,10 +4,10 @@ On top of SRModel: validation/test through `protocol_forward` (symmetric padding
 the authors' raw checkpoints and BasicSR checkpoints in `path.pretrain_network_g`, warm start for x3/x4
 (`train.warm_start_iter`), several weighted losses (every `train.*_opt`), AdamW, gradient clipping, bf16/fp16
 autocast, torch.compile of the training step (`train.compile`), progressive patches (`train.progressive`), a stop
-on NaN/inf losses, atomic checkpoint writes, CPU-capable DDP wrapping, and exact resume: training states hold every
-process's random state (restored right before the first resumed iteration) and the run's seed, and validation
-leaves the training's random draws untouched. Test outputs with NaN/inf values stop the run before anything of
-them is written.
+on NaN/inf losses, atomic checkpoint writes (plus a .safetensors copy with `logger.save_safetensors`), CPU-capable
+DDP wrapping, and exact resume: training states hold every process's random state (restored right before the first
+resumed iteration) and the run's seed, and validation leaves the training's random draws untouched. Test outputs
+with NaN/inf values stop the run before anything of them is written.
 """
 import contextlib
 import time
@@ -29,7 +29,8 @@ from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from ..basicsr_compat import latest_checkpoint
-from ..checkpoint import METADATA_KEY, config_metadata, load_checkpoint, mismatched_keys, read_checkpoint
+from ..checkpoint import (METADATA_KEY, config_metadata, load_checkpoint, mismatched_keys, read_checkpoint,
+                          select_state_dict, write_safetensors)
 from ..compilation import CompiledTraining, cache_report, compile_options
 from ..errors import RunError
 from ..fileio import atomic_output
@@ -319,7 +320,8 @@ class RAMiTModel(SRModel):
 
     @master_only
     def save_network(self, net, net_label: str, current_iter: int, param_key='params') -> None:
-        """Save (EMA) weights as BasicSR does ({param_key: state_dict}), atomically."""
+        """Save (EMA) weights as BasicSR does ({param_key: state_dict}), atomically; with ``logger.save_safetensors``
+        also the weights inference uses (EMA first) and the network description as ``<same name>.safetensors``."""
         nets = net if isinstance(net, list) else [net]
         keys = param_key if isinstance(param_key, list) else [param_key]
         save_dict = {key: {k: v.cpu() for k, v in self.get_bare_model(n).state_dict().items()}
@@ -327,7 +329,10 @@ class RAMiTModel(SRModel):
         # What shapes cannot show (the task of a scale-1 model, helper, img_norm), for `ramit infer` to read back.
         save_dict[METADATA_KEY] = config_metadata(self.get_bare_model(nets[0]))
         label = 'latest' if current_iter == -1 else current_iter
-        atomic_torch_save(save_dict, osp.join(self.opt['path']['models'], f'{net_label}_{label}.pth'))
+        stem = osp.join(self.opt['path']['models'], f'{net_label}_{label}')
+        atomic_torch_save(save_dict, f'{stem}.pth')
+        if (self.opt.get('logger') or {}).get('save_safetensors'):
+            write_safetensors(f'{stem}.safetensors', select_state_dict(save_dict), save_dict[METADATA_KEY])
 
     @master_only
     def save_training_state(self, epoch: int, current_iter: int) -> None:

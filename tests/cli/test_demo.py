@@ -16,6 +16,7 @@ import yaml
 from ramit_cli.main import main
 from ramit_plugin.cli import demo
 from ramit_plugin.cli.data_prep import DataPrepError
+from ramit_plugin.protocol import protocol_forward
 
 ITERS = 20
 
@@ -118,3 +119,24 @@ def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_the_trained_demo_checkpoint_opens_in_spandrel_and_converts(demo_run, spandrel, tmp_path):
+    """The dim-16 network `ramit demo` trains, from its file alone: spandrel, then a converted copy without flags."""
+    import torch
+    from ramit_plugin.inference import build_network
+
+    workdir, _ = demo_run
+    weights = workdir / 'experiments' / 'demo_RAMiT_SRx2' / 'models' / 'net_g_latest.pth'
+    desc = spandrel.ModelLoader().load_from_file(weights)
+    ours = build_network(weights)
+    assert desc.model.config == ours.config and (desc.scale, desc.purpose) == (2, 'SR')
+    assert desc.tags == ['RAMiT', 'sr', '16dim', 'custom']
+    x = torch.from_numpy(cv2.imread(str(workdir / 'data' / 'val_LR_bicubic_X2' / 'chelseax2.png'))[:50, :70, ::-1]
+                         .copy()).permute(2, 0, 1)[None].float() / 255
+    out = desc(x)
+    with torch.inference_mode():
+        assert torch.equal(out, protocol_forward(ours, x).clamp(0, 1))
+    converted = tmp_path / 'demo.safetensors'
+    assert main(['convert', str(weights), str(converted)], prog='ramit') == 0
+    assert torch.equal(spandrel.ModelLoader().load_from_file(converted)(x), out)

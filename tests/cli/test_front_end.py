@@ -92,6 +92,7 @@ def missing_input_cases(tmp: Path) -> dict:
         'export': (['export', '--weights', f'{nope}.pth', '--onnx', str(tmp / 'x.onnx')],
                    f'--weights {nope}.pth: no such file'),
         'bench': (['bench', '--weights', f'{nope}.pth'], f'--weights {nope}.pth: no such file'),
+        'convert': (['convert', f'{nope}.pth', str(tmp / 'x.safetensors')], f'{nope}.pth: no such file'),
         'mm-train': (['mm-train', f'{nope}.py'], f'config file not found: {nope}.py'),
         'mm-test (config)': (['mm-test', f'{nope}.py', '--checkpoint', f'{nope}.pth'],
                              f'config file not found: {nope}.py'),
