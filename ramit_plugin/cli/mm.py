@@ -107,18 +107,18 @@ def work_dir_lock(work_dir: str) -> Iterator[None]:
 
 def run_train(args: argparse.Namespace, prog: str) -> int:
     """Train (and validate) with mmengine's Runner; --resume continues from the work dir's last checkpoint."""
-    from mmengine.runner.checkpoint import find_latest_checkpoint
-
-    from ..mm.runtime import read_resume_checkpoint
+    from ..mm.runtime import latest_resumable, read_resume_checkpoint
 
     cfg = load_config(args)
     check_data(cfg, ('train_dataloader', 'val_dataloader') if cfg.get('val_cfg') else ('train_dataloader',))
     with work_dir_lock(cfg.work_dir):
-        resume = find_latest_checkpoint(cfg.work_dir) if args.resume == 'auto' else args.resume
-        if resume:
-            read_resume_checkpoint(resume)
-        if args.resume:
-            cfg.resume, cfg.load_from = True, resume
+        if args.resume == 'auto':
+            # Nothing saved yet: the run starts from the beginning, as mmengine's own --resume does.
+            cfg.load_from = latest_resumable(cfg.work_dir)
+            cfg.resume = cfg.load_from is not None
+        elif args.resume:
+            read_resume_checkpoint(args.resume)
+            cfg.resume, cfg.load_from = True, args.resume
         set_threads(args.threads)
         build_runner(cfg).train()
     return 0
