@@ -33,7 +33,8 @@ train_dataloader = dict(
     batch_size=32,  # per GPU: the paper used 2 GPUs, total 64
     num_workers=4,
     persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
+    # mmengine's InfiniteSampler with a seed per sample for its crop and flips: a resumed run repeats them exactly.
+    sampler=dict(type='SeededInfiniteSampler', shuffle=True),
     dataset=dict(
         type='PairedRestorationDataset',
         data_root='datasets/DIV2K',
@@ -90,8 +91,9 @@ default_hooks = dict(
 # EMAHook:  --cfg-options default_hooks.ema.type=EMAHook default_hooks.ema.momentum=0.001
 # Validation and test then run the EMA weights, and a saved checkpoint's 'state_dict' holds them (what `ramit mm-test
 # --checkpoint` and model.pretrained load); the raw weights go to its 'ema_state_dict' for resuming.
-# Makes the saved checkpoints loadable by torch.load's weights_only default (resume on torch >= 2.6).
-custom_hooks = [dict(type='WeightsOnlyCheckpointHook')]
+# Makes the saved checkpoints loadable by torch.load's weights_only default (resume on torch >= 2.6); saves and
+# restores the random state, so that `--resume` continues exactly as the run would have gone on.
+custom_hooks = [dict(type='WeightsOnlyCheckpointHook'), dict(type='RandomStateHook')]
 
 env_cfg = dict(
     cudnn_benchmark=False,

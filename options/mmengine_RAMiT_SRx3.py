@@ -17,7 +17,8 @@ val_dataloader = dict(dataset=dict(data_prefix=dict(lq='LR_bicubic/X3'), lq_tmpl
 test_dataloader = val_dataloader
 
 # Iterations 1..50,000 train only to_target.*.
-custom_hooks = [dict(type='WeightsOnlyCheckpointHook'), dict(type='WarmStartHook', iters=50_000)]
+custom_hooks = [dict(type='WeightsOnlyCheckpointHook'), dict(type='WarmStartHook', iters=50_000),
+                dict(type='RandomStateHook')]
 
 train_cfg = dict(max_iters=300_000)
 param_scheduler = [

@@ -75,13 +75,15 @@ def basicsr_parser(prog: str, is_train: bool) -> argparse.ArgumentParser:
                         help='none: one process; pytorch: started by torchrun; slurm: started by srun (GPUs)')
     if is_train:
         parser.add_argument('--auto_resume', action='store_true',
-                            help="continue from the newest state in experiments/<name>/training_states")
+                            help='continue exactly where the newest complete checkpoint in experiments/<name> left '
+                                 'off (same samples, augmentations and random draws)')
     parser.add_argument('--debug', action='store_true',
                         help="prefix the name with debug_: validate every 8 iterations, log every one, no tensorboard")
     parser.add_argument('--local_rank', '--local-rank', dest='local_rank', type=int, default=0,
                         help='set by torch.distributed.launch; torchrun passes it in the environment instead')
     parser.add_argument('--force_yml', nargs='+', default=None, metavar='KEY:SUB=VALUE',
-                        help='override options, e.g. train:ema_decay=0.999 datasets:train:num_worker_per_gpu=0')
+                        help='override options the file has (values are YAML, never evaluated), e.g. '
+                             'train:ema_decay=0.999 datasets:train:num_worker_per_gpu=0')
     add_threads(parser)
     return parser
 

@@ -14,6 +14,7 @@ The one checkpoint API of the plugin, used by BasicSR (RAMiTModel, the option ch
 import json
 import math
 import os
+import re
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -74,11 +75,6 @@ def is_safetensors(path: str) -> bool:
     return len(head) == 9 and head[8:9] == b'{' and not head.startswith(b'PK')
 
 
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return (text.splitlines()[0] if text else type(err).__name__)[:200]
-
-
 def _read_torch(path: str) -> object:
     from .mm.runtime import allow_mmengine_checkpoints
 
@@ -87,7 +83,20 @@ def _read_torch(path: str) -> object:
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as err:  # torch raises many types for truncated or foreign files
-        raise CheckpointError(f'{path}: not a readable PyTorch checkpoint ({_first_line(err)})') from None
+        raise CheckpointError(f'{path}: not a readable PyTorch checkpoint ({load_error_reason(err)})') from None
+
+
+def load_error_reason(err: Exception) -> str:
+    """Why torch.load(weights_only=True) (or safetensors) failed, in a few whole words: torch's own messages run to
+    several paragraphs."""
+    text = str(err).strip()
+    refused = re.search(r'GLOBAL ([\w.]+)', text)
+    if refused:
+        return f'it holds a pickled Python object ({refused.group(1)}); only tensors and plain data are loaded'
+    if 'central directory' in text or isinstance(err, EOFError):
+        return 'the file is empty, truncated or corrupted'
+    first = text.splitlines()[0].split('. ')[0] if text else ''
+    return f'{type(err).__name__}: {first}' if first else type(err).__name__
 
 
 def _read_safetensors(path: str) -> dict:
@@ -97,7 +106,7 @@ def _read_safetensors(path: str) -> dict:
             obj = {k: f.get_tensor(k) for k in f.keys()}
             header = f.metadata() or {}
     except Exception as err:  # SafetensorError, OSError, or a header that is not JSON
-        raise CheckpointError(f'{path}: not a readable safetensors file ({_first_line(err)})') from None
+        raise CheckpointError(f'{path}: not a readable safetensors file ({load_error_reason(err)})') from None
     if METADATA_KEY in header:
         obj[METADATA_KEY] = _parse_metadata(header[METADATA_KEY].encode(), path)
     return obj

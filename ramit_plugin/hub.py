@@ -16,7 +16,7 @@ from typing import Dict, Optional, Tuple, Union
 
 from .checkpoint import CheckpointNotFoundError
 from .errors import RunError
-from .fileio import atomic_output
+from .fileio import atomic_output, make_folder, output_error
 
 DEFAULT_URL_BASE = 'https://github.com/rami0205/RAMiT/raw/main/pretrained'
 URL_BASE_ENV = 'RAMIT_URL_BASE'
@@ -125,7 +125,7 @@ def download(model: PublishedModel, progress: bool = True) -> Path:
             return path
         path.unlink()
         print(f'{path}: cached file has the wrong git blob id; deleted, downloading again')
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)  # RAMIT_CACHE unwritable, or a file: one line naming it
     url = f'{url_base()}/{model.file}'
     with atomic_output(path) as tmp:
         _fetch(url, tmp, progress)
@@ -146,6 +146,8 @@ def _fetch(url: str, dest: str, progress: bool) -> None:
     except urllib.error.HTTPError as err:
         raise HubError(f'{url}: download failed (HTTP {err.code} {err.reason}); nothing was cached') from None
     except OSError as err:  # URLError, timeouts, connection resets
+        if not isinstance(err, urllib.error.URLError) and output_error(dest, err) is not None:
+            raise  # a full or unwritable cache folder: atomic_output names the file
         reason = getattr(err, 'reason', err)
         raise HubError(f'{url}: download failed ({reason}); nothing was cached') from None
     except Exception as err:  # http.client.IncompleteRead and other protocol errors

@@ -161,6 +161,12 @@ def output_name(stem: str, net: RAMiT) -> str:
     return f'{stem}_RAMiT_{tag}.png'
 
 
+def earlier_outputs(files: Sequence[Path], out_dir: Path, net: RAMiT) -> List[Path]:
+    """The ``files`` that are this network's outputs in ``out_dir`` (-o inside an input folder): not inputs."""
+    suffix = output_name('', net)
+    return [p for p in files if p.name.endswith(suffix) and p.parent.resolve() == out_dir.resolve()]
+
+
 def output_names(files: Sequence[Path], net: RAMiT) -> List[str]:
     """Output names of ``files``, one per file: inputs whose stems collide (a.png, a.jpg) keep their extension in
     the name ('a_png_RAMiT_x2.png', 'a_jpg_RAMiT_x2.png'); OptionError when two inputs would still share one."""

@@ -1,31 +1,49 @@
 """Checks of a BasicSR option file before `basicsr train/test` start: one-line OptionErrors, nothing written.
 
 Everything basicsr 1.4.2 would otherwise trip over mid-run (or after minutes of data loading) is checked up front:
-YAML syntax and unsafe tags, registry names, the network's options, data roots, LMDB meta_info, LQ/GT sizes against
-the scale, training keys without defaults, and the checkpoints named under ``path``.
+YAML syntax and unsafe tags, --force_yml entries (values read as YAML, never evaluated; only keys the file has or
+the plugin documents), registry names, the network's options and its scale, numbers that must be positive, data
+roots, LMDBs (complete data.mdb, every meta_info key present), LQ/GT sizes against the scale, training keys without
+defaults, metric types, and the checkpoints named under ``path``.
 """
 import copy
+import difflib
 import os
 import re
+from fnmatch import fnmatchcase
 from os import path as osp
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 import yaml
 from basicsr.data.data_util import paired_paths_from_folder
-from basicsr.utils.options import _postprocess_yml_value
-from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
+from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 
 from .basicsr_compat import safe_ordered_yaml
 from .checkpoint import load_checkpoint
 from .compilation import compile_options
-from .data.errors import DatasetError
-from .errors import OptionError
-from .image_files import IMAGE_EXTENSIONS, is_image_name, read_header, read_meta_info
+from .errors import OptionError, RamitError
+from .image_files import IMAGE_EXTENSIONS, check_lmdb, is_image_name, read_header, read_meta_info
 from .models.progressive import ProgressiveSchedule
 from .models.ramit_model import AMP_DTYPES, OPTIMIZERS, WARM_START_TRAINED
 
 SCHEDULERS = ('MultiStepLR', 'MultiStepRestartLR', 'CosineAnnealingRestartLR')  # what basicsr 1.4.2 builds
+# --force_yml may add a key the file leaves out only where it is an argument of what the section builds (checked
+# when that is built) or one of the optional keys basicsr and the plugin read (segments match as fnmatch patterns).
+ARGUMENT_SECTIONS = ('network_g', 'train:optim_g', 'train:scheduler', 'train:*_opt', 'val:metrics:*',
+                     'datasets:*:io_backend')
+OPTIONAL_KEYS = (
+    'manual_seed', 'scale', 'find_unused_parameters', 'train:*_opt', 'train:ema_decay', 'train:warmup_iter',
+    'train:grad_clip', 'train:amp', 'train:compile', 'train:progressive', 'train:warm_start_iter',
+    'path:pretrain_network_g', 'path:param_key_g', 'path:strict_load_g', 'path:resume_state', 'logger:use_tb_logger',
+    'logger:save_safetensors', 'val:suffix', 'val:pbar', *(f'datasets:*:{key}' for key in (
+        'dataroot_gt', 'dataroot_lq', 'meta_info_file', 'filename_tmpl', 'io_backend', 'gt_size', 'use_hflip',
+        'use_rot', 'num_worker_per_gpu', 'batch_size_per_gpu', 'dataset_enlarge_ratio', 'prefetch_mode', 'pin_memory',
+        'persistent_workers', 'gray', 'sigma', 'sigma_range', 'pairing', 'lq_tmpl', 'gt_tmpl')))
+# The data roots each dataset type reads without a default.
+REQUIRED_ROOTS = {'PairedImageDataset': ('dataroot_gt', 'dataroot_lq'),
+                  'PairedRestorationDataset': ('dataroot_gt', 'dataroot_lq'), 'NoisyImageDataset': ('dataroot_gt',),
+                  'SingleImageDataset': ('dataroot_lq',)}
 
 
 def load_options(path: str) -> dict:
@@ -54,7 +72,8 @@ def load_options(path: str) -> dict:
 
 
 def apply_force_yml(opt: dict, entries: List[str], path: str) -> None:
-    """Apply --force_yml entries as basicsr does (same value parsing), with errors naming the entry."""
+    """Apply --force_yml entries KEY:SUB=VALUE: values read as YAML with the safe loader (never evaluated, unlike
+    basicsr's), keys only those the file has (or OPTIONAL_KEYS / ARGUMENT_SECTIONS), errors naming the entry."""
     for entry in entries:
         if entry.count('=') != 1:
             raise OptionError(f'--force_yml {entry!r}: expected KEY:SUB=VALUE (one "=")')
@@ -67,10 +86,33 @@ def apply_force_yml(opt: dict, entries: List[str], path: str) -> None:
             node = node[key]
         if not isinstance(node, dict):
             raise OptionError(f"--force_yml {entry!r}: {':'.join(keys[:-1])} in {path} is not a mapping")
-        try:
-            node[keys[-1]] = _postprocess_yml_value(value)
-        except Exception as err:  # basicsr evaluates list values with eval()
-            raise OptionError(f'--force_yml {entry!r}: cannot parse the value ({err})') from None
+        if keys[-1] not in node and not may_add(keys):
+            close = difflib.get_close_matches(keys[-1], [str(k) for k in node], 1)
+            hint = f" (did you mean {':'.join(keys[:-1] + close)}?)" if close else ''
+            raise OptionError(f"--force_yml {entry!r}: {':'.join(keys)} is not an option in {path}{hint}; "
+                              '--force_yml changes options the file has (add new ones to the file)')
+        node[keys[-1]] = force_yml_value(value, entry)
+
+
+def may_add(keys: Sequence[str]) -> bool:
+    """Whether --force_yml may add the key path ``keys`` to a file that lacks it."""
+    def matches(parts: Sequence[str], pattern: str) -> bool:
+        wanted = pattern.split(':')
+        return len(parts) == len(wanted) and all(fnmatchcase(p, w) for p, w in zip(parts, wanted))
+
+    return (any(matches(keys[:-1], section) for section in ARGUMENT_SECTIONS)
+            or any(matches(keys, key) for key in OPTIONAL_KEYS))
+
+
+def force_yml_value(text: str, entry: str):
+    """A --force_yml value read as YAML with the option files' safe loader; basicsr's None and ~ mean null."""
+    if text in ('None', '~'):
+        return None
+    try:
+        return yaml.load(text, Loader=safe_ordered_yaml()[0])
+    except yaml.YAMLError as err:
+        problem = getattr(err, 'problem', None) or str(err).splitlines()[0]
+        raise OptionError(f'--force_yml {entry!r}: cannot read the value as YAML ({problem})') from None
 
 
 # -------------------------------------------------------------------------------------------- option checking
@@ -88,6 +130,8 @@ def check_options(opt: dict, path: str, is_train: bool, launcher: str = 'none') 
     for key in ('name', 'model_type', 'num_gpu'):
         if opt.get(key) in (None, ''):
             fail(key, 'missing')
+    if not isinstance(opt['name'], str) or '/' in opt['name'] or opt['name'] in ('.', '..'):
+        fail('name', f"{opt['name']!r} must be a folder name (the experiment's folder under experiments/)")
     if opt['model_type'] not in MODEL_REGISTRY:
         fail('model_type', f"unknown model {opt['model_type']!r}; valid: "
                            f"{', '.join(sorted(MODEL_REGISTRY.keys()))}")
@@ -106,6 +150,10 @@ def check_options(opt: dict, path: str, is_train: bool, launcher: str = 'none') 
         net = ARCH_REGISTRY.get(net_type)(**{k: v for k, v in net_opt.items() if k != 'type'})
     except (ValueError, TypeError) as err:
         fail('network_g', str(err))
+    upscale = getattr(net, 'upscale', None)
+    if 'scale' in opt and upscale is not None and opt['scale'] != upscale:
+        fail('scale', f"{opt['scale']!r} but network_g:upscale is {upscale}: the data and the network must have the "
+                      'same scale')
 
     paths = section('path')
     train_opt = section('train') if is_train else {}
@@ -113,6 +161,7 @@ def check_options(opt: dict, path: str, is_train: bool, launcher: str = 'none') 
         check_train_options(opt, train_opt, fail, LOSS_REGISTRY)
     elif not isinstance(opt.get('val'), dict) or 'save_img' not in opt['val']:
         fail('val', 'a test file needs val: {save_img: false, metrics: ...}')
+    check_metrics(opt.get('val'), fail)
     check_datasets(opt, section('datasets'), is_train, fail, DATASET_REGISTRY)
     check_checkpoints(opt, paths, train_opt, net, fail)
 
@@ -120,22 +169,29 @@ def check_options(opt: dict, path: str, is_train: bool, launcher: str = 'none') 
 def check_train_options(opt: dict, train_opt: dict, fail, loss_registry) -> None:
     """Keys train_pipeline reads without defaults, optimizer, scheduler, losses, AMP, compile, warm start,
     progressive."""
-    logger_opt = opt.get('logger')
-    for key in ('print_freq', 'save_checkpoint_freq'):
-        if not isinstance(logger_opt, dict) or not isinstance(logger_opt.get(key), (int, float)):
-            fail(f'logger:{key}', 'missing (a number of iterations is required)')
+    logger_opt = opt.get('logger') if isinstance(opt.get('logger'), dict) else {}
+    counts = [(f'logger:{key}', logger_opt, key, 1) for key in ('print_freq', 'save_checkpoint_freq')]
+    if opt.get('val') is not None:
+        counts.append(('val:val_freq', opt['val'], 'val_freq', 1))
+    counts.append(('train:total_iter', train_opt, 'total_iter', 1))
+    for where, section, key, least in counts:
+        check_count(where, section.get(key), least, fail, required=True)
+    check_count('train:warmup_iter', train_opt.get('warmup_iter'), -1, fail)
     if not isinstance(logger_opt.get('save_safetensors', False), bool):
         fail('logger:save_safetensors', f"{logger_opt['save_safetensors']!r} is not true or false")
-    if opt.get('val') is not None and not isinstance(opt['val'].get('val_freq'), (int, float)):
-        fail('val:val_freq', 'missing (a number of iterations is required when val is given)')
-    if not isinstance(train_opt.get('total_iter'), (int, float)):
-        fail('train:total_iter', 'missing (a number of iterations is required)')
     optim = train_opt.get('optim_g') or {}
     if optim.get('type') not in OPTIMIZERS:
         fail('train:optim_g:type', f"{optim.get('type')!r} is not supported; valid: {', '.join(OPTIMIZERS)}")
-    scheduler = (train_opt.get('scheduler') or {}).get('type')
-    if scheduler not in SCHEDULERS:
-        fail('train:scheduler:type', f"{scheduler!r} is not supported; valid: {', '.join(SCHEDULERS)}")
+    lr = optim.get('lr')
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        fail('train:optim_g:lr', f'{lr!r} must be a positive number (e.g. 4e-4)')
+    scheduler = train_opt.get('scheduler') or {}
+    if scheduler.get('type') not in SCHEDULERS:
+        fail('train:scheduler:type', f"{scheduler.get('type')!r} is not supported; valid: {', '.join(SCHEDULERS)}")
+    for key in ('milestones', 'periods'):
+        if key in scheduler and (not isinstance(scheduler[key], list) or any(
+                isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in scheduler[key])):
+            fail(f'train:scheduler:{key}', f'{scheduler[key]!r} must be a list of iteration numbers')
     losses = {k: v for k, v in train_opt.items() if k.endswith('_opt') and v}
     if not losses:
         fail('train', 'no loss configured; add e.g. pixel_opt: {type: L1Loss, loss_weight: 1.0}')
@@ -161,6 +217,42 @@ def check_train_options(opt: dict, train_opt: dict, fail, loss_registry) -> None
             fail('train:progressive', str(err).replace('train:progressive: ', '', 1))
 
 
+def check_count(where: str, value, least: int, fail, required: bool = False) -> None:
+    """A whole number (an integral float such as 5e5 too) of at least ``least``; missing only if not ``required``."""
+    if value is None and not required:
+        return
+    if value is None:
+        fail(where, f'missing (a whole number of at least {least} is required)')
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < least:
+        fail(where, f'{value!r} must be a whole number of at least {least}')
+
+
+def check_metrics(val_opt, fail) -> None:
+    """Every val:metrics entry names a metric of basicsr's METRIC_REGISTRY."""
+    metrics = (val_opt or {}).get('metrics') if isinstance(val_opt, dict) else None
+    for name, spec in (metrics or {}).items():
+        kind = spec.get('type') if isinstance(spec, dict) else spec
+        if kind not in METRIC_REGISTRY:
+            valid = ', '.join(sorted(METRIC_REGISTRY.keys()))
+            fail(f'val:metrics:{name}:type', f'unknown metric {kind!r}; valid: {valid}')
+
+
+def check_loader_numbers(where: str, data_opt: dict, scale: int, fail) -> None:
+    """A training set's batch size, workers, patch size (a multiple of the scale) and enlarge ratio."""
+    for key, least in (('batch_size_per_gpu', 1), ('num_worker_per_gpu', 0)):
+        value = data_opt.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            fail(f'{where}:{key}', f'{value!r} must be a whole number of at least {least}')
+    check_count(f'{where}:dataset_enlarge_ratio', data_opt.get('dataset_enlarge_ratio'), 1, fail)
+    gt_size = data_opt.get('gt_size')
+    if gt_size is not None:
+        if isinstance(gt_size, bool) or not isinstance(gt_size, int) or gt_size < 1:
+            fail(f'{where}:gt_size', f'{gt_size!r} must be a whole number of pixels of at least 1')
+        if gt_size % scale:
+            fail(f'{where}:gt_size', f'{gt_size} is not a multiple of the scale {scale} (the LQ patch is gt_size / '
+                                     f'scale pixels), e.g. {gt_size - gt_size % scale}')
+
+
 def check_datasets(opt: dict, datasets: dict, is_train: bool, fail, registry) -> None:
     """Dataset types, data roots (missing, empty, LMDB without meta_info) and LQ/GT sizes of paired sets."""
     phases = ('train', 'val') if is_train else ('test', 'val')
@@ -177,6 +269,12 @@ def check_datasets(opt: dict, datasets: dict, is_train: bool, fail, registry) ->
         roots = {k: v for k, v in data_opt.items() if k.startswith('dataroot')}
         if not roots:
             fail(where, 'no dataroot_gt / dataroot_lq given')
+        required = REQUIRED_ROOTS.get(data_opt['type'], ())
+        for key in required:
+            if key not in roots:
+                fail(f'{where}:{key}', f"missing ({data_opt['type']} reads {' and '.join(required)})")
+        if phase_key.startswith('train'):
+            check_loader_numbers(where, data_opt, int(opt.get('scale', 1)), fail)
         for key, root in roots.items():
             check_root(f'{where}:{key}', root, backend, fail)
         if data_opt['type'] == 'PairedImageDataset' and {'dataroot_gt', 'dataroot_lq'} <= set(roots):
@@ -188,7 +286,7 @@ def check_datasets(opt: dict, datasets: dict, is_train: bool, fail, registry) ->
             built['scale'] = opt['scale']
         try:
             registry.get(data_opt['type'])(built)
-        except DatasetError as err:
+        except RamitError as err:  # DatasetError, LmdbError
             fail(where, str(err))
 
 
@@ -197,12 +295,20 @@ def check_root(where: str, root, backend: str, fail) -> None:
     if root in (None, ''):
         fail(where, 'missing (a folder or LMDB path is required)')
     root = osp.expanduser(str(root))
+    if osp.exists(root) and not osp.isdir(root):
+        fail(where, f'{root} is a file; a data root is a folder of images or an LMDB folder')
     if not osp.isdir(root):
         fail(where, f'{root} does not exist (paths are relative to the current directory {os.getcwd()})')
     if backend == 'lmdb':
         for name in ('data.mdb', 'meta_info.txt'):
             if not osp.isfile(osp.join(root, name)):
                 fail(where, f'{root} is not a complete LMDB: {name} is missing (create it with `ramit make-lmdb`)')
+        meta_info = osp.join(root, 'meta_info.txt')
+        try:
+            # Keys as basicsr's paired_paths_from_lmdb cuts them: the name up to its first '.'.
+            check_lmdb(root, [entry.name.split('.')[0] for entry in read_meta_info(meta_info)], meta_info)
+        except RamitError as err:
+            fail(where, str(err))
     elif not any(is_image_name(f) for _, _, files in os.walk(root, followlinks=True) for f in files):
         fail(where, f'{root} contains no images ({", ".join(IMAGE_EXTENSIONS)})')
 

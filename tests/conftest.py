@@ -90,3 +90,29 @@ def umask_022():
     previous = os.umask(0o022)
     yield
     os.umask(previous)
+
+
+@pytest.fixture
+def lock_holder():
+    """Factory: another process holding a lock on ``path`` as ramit_plugin.fileio.exclusive_lock takes it (lockf,
+    its pid in the file), like a running experiment; killed afterwards. It imports nothing heavy, so it starts fast."""
+    import subprocess
+    import sys
+
+    holders = []
+
+    def hold(path: Path) -> 'subprocess.Popen':
+        holder = subprocess.Popen([sys.executable, '-c', (
+            'import fcntl, os, time\n'
+            f'fd = os.open({str(path)!r}, os.O_RDWR | os.O_CREAT)\n'
+            'fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n'
+            'os.write(fd, f"{os.getpid()}\\n".encode())\n'
+            'print("locked", flush=True); time.sleep(300)')], stdout=subprocess.PIPE, text=True)
+        holders.append(holder)
+        assert holder.stdout.readline() == 'locked\n'
+        return holder
+
+    yield hold
+    for holder in holders:
+        holder.kill()
+        holder.wait()

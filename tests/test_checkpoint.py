@@ -187,5 +187,13 @@ class Payload:
 
 def test_loading_never_unpickles_arbitrary_objects(tmp_path, x2_state):
     torch.save({'params': x2_state, 'extra': Payload()}, tmp_path / 'pickled.pth')
-    with pytest.raises(ValueError, match='pickled.pth: not a readable PyTorch checkpoint'):
+    with pytest.raises(ValueError, match=r'pickled.pth: not a readable PyTorch checkpoint \(it holds a pickled Python '
+                                         r'object \([\w.]*test_checkpoint\.Payload\); only tensors and plain data are '
+                                         r'loaded\)$'):
         read_state_dict(tmp_path / 'pickled.pth')
+    # Cut short (an interrupted copy): the reason is whole, not torch's paragraphs cut at some length.
+    data = (tmp_path / 'pickled.pth').read_bytes()
+    (tmp_path / 'cut.pth').write_bytes(data[:len(data) // 2])
+    with pytest.raises(ValueError, match=r'cut.pth: not a readable PyTorch checkpoint \(the file is empty, truncated '
+                                         r'or corrupted\)$'):
+        read_state_dict(tmp_path / 'cut.pth')

@@ -123,3 +123,26 @@ def test_resolve_weights_local_file_and_unknown_name(reference_dir, tmp_path):
     assert hub.resolve_weights(other) == (other, None)
     with pytest.raises(CheckpointNotFoundError, match=r'--weights RAMiT-9_X2: no such file, and not a published model'):
         hub.resolve_weights('RAMiT-9_X2')
+
+
+def test_unwritable_or_full_cache_is_one_line_and_keeps_nothing(server, tmp_path, monkeypatch):
+    from ramit_plugin.fileio import DiskFullError, OutputError
+    model = hub.PUBLISHED[GOOD]
+    (tmp_path / 'file').write_text('not a folder')
+    monkeypatch.setenv('RAMIT_CACHE', str(tmp_path / 'file' / 'cache'))
+    with pytest.raises(OutputError, match=rf"^{tmp_path / 'file' / 'cache'}: cannot be written \(Not a directory"):
+        hub.download(model, progress=False)
+    assert server.requests == []
+
+    import errno
+    import torch.hub
+
+    def disk_full(url, dst, progress=True):
+        open(dst, 'wb').write(b'part of it')
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    monkeypatch.setenv('RAMIT_CACHE', str(tmp_path / 'cache'))
+    monkeypatch.setattr(torch.hub, 'download_url_to_file', disk_full)
+    with pytest.raises(DiskFullError, match=rf"^{tmp_path / 'cache' / model.file}: cannot be written \(No space left"):
+        hub.download(model, progress=False)
+    assert list((tmp_path / 'cache').iterdir()) == []

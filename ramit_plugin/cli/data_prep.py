@@ -2,10 +2,14 @@
 
 Each command writes into a hidden staging folder beside its output and renames it into place only when every
 image is done, so an interrupted or failed run never leaves a half-written result at the output path (and
-`--overwrite` keeps the old result until the new one is complete).
+`--overwrite` keeps the old result until the new one is complete). An output may not be (or contain) an input or
+another output, and `--overwrite` replaces only a folder holding nothing but what the command writes, so nothing
+else of the user's is ever deleted.
 """
 import argparse
+import errno
 import math
+import os
 import re
 import shutil
 from contextlib import contextmanager
@@ -14,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
+import lmdb
 import numpy as np
 from tqdm import tqdm
 
@@ -24,13 +29,14 @@ from basicsr.utils.matlab_functions import calculate_weights_indices
 
 from .. import image_files
 from ..errors import RamitError
-from ..fileio import hidden_folder
-from ..image_files import IMAGE_EXTENSIONS, ImageFileError, ImageHeader, read_header
+from ..fileio import hidden_folder, make_folder, named_output_errors, output_error
+from ..image_files import IMAGE_EXTENSIONS, ImageFileError, ImageHeader, is_image_name, read_header
 
 # EDSR/BasicSR name LR files '<name>x<scale>.png'; the scales BasicSR's extract_subimages.py strips.
 SCALE_SUFFIX = re.compile(r'x[2348]$')
 # BasicSR splits meta_info lines on spaces and keys on the first '.', and LMDB keys are ASCII.
 VALID_KEY = re.compile(r'^[\x21-\x7e]+$')
+LMDB_FILES = ('data.mdb', 'lock.mdb', 'meta_info.txt')
 
 
 class DataPrepError(RamitError):
@@ -80,22 +86,59 @@ def image_keys(paths: Sequence[Path], root: Path, strip_scale_suffix: bool = Tru
     return keys
 
 
-def refuse_existing(output: Path, overwrite: bool, option: str = '--output') -> None:
-    """DataPrepError when `output` exists and may not be replaced."""
-    if output.exists() and not overwrite:
-        raise DataPrepError(f'{option} {output} already exists; pass --overwrite to replace it')
+def written_image(path: Path) -> bool:
+    """What make-lr and extract-subimages write into their output folders: image files."""
+    return path.is_file() and is_image_name(path.name)
+
+
+def written_lmdb(path: Path) -> bool:
+    """What make-lmdb writes into its output folder."""
+    return path.is_file() and path.name in LMDB_FILES
+
+
+def check_outputs(overwrite: bool, inputs: Sequence[Tuple[str, Path]], outputs: Sequence[Tuple[str, Optional[Path]]],
+                  written: Callable[[Path], bool] = written_image) -> None:
+    """DataPrepError (nothing touched) when an output is, or is a folder containing, an input or another output,
+    exists without --overwrite, or holds anything ``written`` does not accept (--overwrite would delete it)."""
+    outputs = [(option, path) for option, path in outputs if path is not None]
+    for option, output in outputs:
+        resolved = output.resolve()
+        for other_option, other in [*inputs, *outputs]:
+            if other is output:
+                continue
+            if resolved == other.resolve() or resolved in other.resolve().parents:
+                relation = 'is' if resolved == other.resolve() else 'contains'
+                raise DataPrepError(f'{option} {output} {relation} {other_option} {other}: replacing it would delete '
+                                    'that; give a separate folder')
+    for option, output in outputs:
+        if not output.exists():
+            continue
+        if not overwrite:
+            raise DataPrepError(f'{option} {output} already exists; pass --overwrite to replace it')
+        if not output.is_dir():
+            raise DataPrepError(f'{option} {output} is a file, not an earlier output of this command; not replaced')
+        foreign = sorted(p.name + ('/' if p.is_dir() else '') for p in output.iterdir() if not written(p))
+        if foreign:
+            raise DataPrepError(f"{option} {output} holds what this command does not write ({', '.join(foreign[:3])}"
+                                f"{' ...' if len(foreign) > 3 else ''}); --overwrite replaces only an earlier output, "
+                                'so nothing was changed: choose another folder or move them')
 
 
 @contextmanager
 def staged_output(output: Path, overwrite: bool) -> Iterator[Path]:
-    """Yield a not-yet-existing path beside `output`; on success it replaces `output`, on failure it vanishes."""
-    refuse_existing(output, overwrite)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    """Yield a not-yet-existing path beside `output`; on success it replaces `output`, on failure it vanishes.
+
+    The caller has checked `output` with check_outputs (what --overwrite may replace).
+    """
+    if output.exists() and not overwrite:
+        raise DataPrepError(f'{output} already exists; pass --overwrite to replace it')
+    make_folder(output.parent)
     # Same folder as the output, so the final renames stay on one file system and are atomic.
     staging = Path(hidden_folder(output))
     try:
         target = staging / output.name
-        yield target
+        with named_output_errors(output):  # a full disk: one line, and the staging folder goes
+            yield target
         replaced = staging / 'replaced'
         if output.exists():
             output.rename(replaced)
@@ -161,7 +204,7 @@ def make_lmdb(input_dir: Path, output: Path, overwrite: bool = False, compress_l
     """Pack the images of `input_dir` into a BasicSR LMDB (meta_info.txt, key = file stem); returns the keys."""
     if output.suffix != '.lmdb':
         raise DataPrepError(f"--output {output}: an LMDB folder name must end with '.lmdb' (BasicSR requires it)")
-    refuse_existing(output, overwrite)
+    check_outputs(overwrite, [('--input', input_dir)], [('--output', output)], written_lmdb)
     paths = list_images(input_dir, recursive=recursive)
     keys = image_keys(paths, input_dir, strip_scale_suffix)
     for path, key in zip(paths, keys):
@@ -171,12 +214,13 @@ def make_lmdb(input_dir: Path, output: Path, overwrite: bool = False, compress_l
     headers = read_headers(paths)
     with staged_output(output, overwrite) as target:
         maker = LmdbMaker(str(target), map_size=lmdb_map_size(headers), compress_level=compress_level)
+        items = [(p, k, compress_level) for p, k in zip(paths, keys)]
         try:
-            items = [(p, k, compress_level) for p, k in zip(paths, keys)]
             for key, img_byte, shape in run_parallel(_encode, items, n_thread, desc='Write LMDB'):
                 maker.put(img_byte.tobytes(), key, shape)
-        finally:
-            maker.close()
+            maker.close()  # the commit: may fill the disk too
+        except lmdb.DiskError:  # LMDB's ENOSPC; the staging folder with the unfinished database is removed
+            raise output_error(output, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))) from None
     return keys
 
 
@@ -229,9 +273,7 @@ def make_lr(input_dir: Path, output: Path, scale: int, overwrite: bool = False, 
     """MATLAB-bicubic LR images '<stem>x<scale>.png' of every HR image; returns how many were written."""
     if scale < 2:
         raise DataPrepError(f'--scale {scale}: must be an integer of at least 2')
-    refuse_existing(output, overwrite)
-    if hr_output is not None:
-        refuse_existing(hr_output, overwrite, '--hr-output')
+    check_outputs(overwrite, [('--input', input_dir)], [('--output', output), ('--hr-output', hr_output)])
     paths = list_images(input_dir)
     for header in read_headers(paths):
         if header.height < scale or header.width < scale:
@@ -289,7 +331,7 @@ def extract_subimages(input_dir: Path, output: Path, crop_size: int = 480, step:
             raise DataPrepError(f'{option} {value}: must be positive')
     if thresh_size < 0:
         raise DataPrepError(f'--thresh-size {thresh_size}: must not be negative')
-    refuse_existing(output, overwrite)
+    check_outputs(overwrite, [('--input', input_dir)], [('--output', output)])
     paths = list_images(input_dir)
     for header in read_headers(paths):
         if header.height < crop_size or header.width < crop_size:

@@ -68,10 +68,13 @@ def run(args: argparse.Namespace, prog: str) -> int:
     missing = [name for name in needed if importlib.util.find_spec(name) is None]
     if missing:
         raise OptionError(f"needs {' and '.join(missing)}: pip install 'ramit-plugin[export]'")
+    if args.onnx.is_dir():
+        raise OptionError(f'--onnx {args.onnx}: is a folder; give the file to write, e.g. {args.onnx / "model.onnx"}')
+    if not args.onnx.parent.is_dir():
+        problem = 'is a file, not a folder' if args.onnx.parent.exists() else 'does not exist'
+        raise OptionError(f'--onnx {args.onnx}: folder {args.onnx.parent} {problem}')
     weights, published = resolve_weights(args.weights)
     net = build_network(weights, args.variant, args.task, args.scale, published)
-    if not args.onnx.parent.is_dir():
-        raise OptionError(f'--onnx {args.onnx}: folder {args.onnx.parent} does not exist')
     export_onnx(copy.deepcopy(net).half() if args.half else net, args.onnx, args.opset)
     dtype = 'float16' if args.half else 'float32'
     print(f'{describe(network_config(net))} -> {args.onnx} ({dtype}, opset {args.opset}, dynamic batch/height/width, '

@@ -12,10 +12,12 @@ import torch
 from ..checkpoint import describe, network_config
 from ..compilation import compile_network
 from ..errors import OptionError
+from ..fileio import OutputError, make_folder
 from ..hub import resolve_weights
 from ..image_files import ImageFileError, read_header
-from ..inference import (build_network, encode_image, expand_inputs, from_network_channels, output_names, read_image,
-                         restore, to_network_channels, upscale_alpha, write_atomic)
+from ..inference import (build_network, earlier_outputs, encode_image, expand_inputs, from_network_channels,
+                         output_name, output_names, read_image, restore, to_network_channels, upscale_alpha,
+                         write_atomic)
 from ..memory import limit_heap_retention
 from ..precision import dtype_name
 from ..tiling import TilePlanner
@@ -61,6 +63,9 @@ def run(args: argparse.Namespace, prog: str) -> int:
     if args.max_memory and args.tile != 'auto':
         raise OptionError('--max-memory plans the tiles of --tile auto; add --tile auto')
     files = expand_inputs(args.input)
+    out_dir = Path(args.output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OptionError(f'-o {out_dir}: is a file; -o names the folder the outputs go to')
     set_threads(args.threads)
     device = select_device(args.device)
     dtype = precision(args)
@@ -70,12 +75,13 @@ def run(args: argparse.Namespace, prog: str) -> int:
     weights, published = resolve_weights(args.weights)
     net = build_network(weights, args.variant, args.task, args.scale, published,
                         fast=False if args.reference else None)
-    targets = [Path(args.output) / name for name in output_names(files, net)]
+    check_finite_weights(net, weights)
+    files = without_earlier_outputs(files, out_dir, net)
+    targets = [out_dir / name for name in output_names(files, net)]
     net = net.to(device=device, dtype=dtype)
     if args.tile is not None:
         limit_heap_retention()
-    out_dir = Path(args.output)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir)
     # Compiled per size when every image has one (or tiles fix it), else with symbolic sizes: no recompile per image.
     runner = Runner(net, args, static_shapes=args.tile not in (None, 'auto') or len(image_sizes(files)) <= 1)
     print(f'{describe(network_config(net))} from {weights} on {device} ({dtype_name(dtype)}'
@@ -85,6 +91,27 @@ def run(args: argparse.Namespace, prog: str) -> int:
           f'{len(tally.failed)} failed, of {len(files)} image(s)'
           + (f'; failed: {", ".join(tally.failed)}' if tally.failed else ''))
     return 1 if tally.failed else 0
+
+
+def check_finite_weights(net, weights: Path) -> None:
+    """OptionError before any work when the checkpoint holds NaN or inf values (damaged or diverged)."""
+    bad = [name for name, t in net.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise OptionError(f'--weights {weights}: {len(bad)} tensor(s) hold NaN or inf values (e.g. {bad[0]}): a '
+                          'damaged or diverged checkpoint; nothing was restored')
+
+
+def without_earlier_outputs(files: List[Path], out_dir: Path, net) -> List[Path]:
+    """``files`` less this network's outputs in ``out_dir`` (-o an input folder), which a rerun would restore again."""
+    ours = set(earlier_outputs(files, out_dir, net))
+    if not ours:
+        return files
+    rest = [p for p in files if p not in ours]
+    if not rest:
+        raise OptionError(f'-o {out_dir}: every input is an earlier output of ramit infer there; nothing to restore')
+    print(f'{out_dir}: {len(ours)} earlier output(s) of ramit infer (*{output_name("", net)}) are not inputs; left out',
+          file=sys.stderr)
+    return rest
 
 
 def image_sizes(files: List[Path]) -> set:
@@ -111,31 +138,41 @@ def restore_all(runner: Runner, jobs: List[tuple], args: argparse.Namespace) -> 
             todo.append((path, target))
     failed: List[str] = []
     written = 0
-    bar = tqdm(total=len(todo), unit='img', file=sys.stderr)
     pending: list = []
-    for path, target in todo:
-        try:
-            pending.append((path, target, load(path, runner.net)))
-        except ImageFileError as err:
-            tqdm.write(f'{err}; skipped', file=sys.stderr)
-            failed.append(path.name)
-            bar.update(1)
-            continue
-        same_size = all(p[2][0].shape == pending[0][2][0].shape for p in pending)
-        if not same_size or len(pending) >= args.batch:
-            # Flush everything but a newcomer of a different size, which starts the next batch.
-            keep = [] if same_size else [pending.pop()]
+    # Closed however the run ends, so that an error (a full disk) gets a line of its own.
+    with tqdm(total=len(todo), unit='img', file=sys.stderr) as bar:
+        for path, target in todo:
+            try:
+                pending.append((path, target, load(path, runner.net)))
+            except ImageFileError as err:
+                tqdm.write(f'{err}; skipped', file=sys.stderr)
+                failed.append(path.name)
+                bar.update(1)
+                continue
+            same_size = all(p[2][0].shape == pending[0][2][0].shape for p in pending)
+            if not same_size or len(pending) >= args.batch:
+                # Flush everything but a newcomer of a different size, which starts the next batch.
+                keep = [] if same_size else [pending.pop()]
+                written += process(runner, pending, args, bar, failed)
+                pending = keep
+        if pending:
             written += process(runner, pending, args, bar, failed)
-            pending = keep
-    if pending:
-        written += process(runner, pending, args, bar, failed)
-    bar.close()
     return Tally(written, len(jobs) - len(todo), failed)
 
 
 def load(path: Path, net) -> tuple:
-    """(network input [H, W, C], LoadedImage) for one file; ImageFileError if unreadable."""
+    """(network input [H, W, C], LoadedImage) for one file; ImageFileError if unreadable. The first frame of an
+    animation or multi-page file, saying so."""
+    from tqdm import tqdm
+
     img = read_image(path)
+    try:
+        frames = read_header(path).frames
+    except ImageFileError:  # OpenCV decoded what Pillow cannot read: a single image
+        frames = 1
+    if frames > 1:
+        tqdm.write(f'{path}: {frames} frames (an animation or a multi-page file); only the first is restored',
+                   file=sys.stderr)
     return to_network_channels(img.rgb, net.in_chans), img
 
 
@@ -156,11 +193,18 @@ def process(runner: Runner, items: list, args: argparse.Namespace, bar, failed: 
     seconds = (time.perf_counter() - start) / len(items)
     written = 0
     for (path, target, (x, img)), result in zip(items, out):
+        if not torch.isfinite(result).all():  # never written: NaN and inf would be quantised to black or white
+            hint = '; float16 overflows where bfloat16 and float32 do not' if param.dtype == torch.float16 else ''
+            tqdm.write(f'{path}: the output has NaN or inf values (weights {args.weights}{hint}); not written',
+                       file=sys.stderr)
+            failed.append(path.name)
+            bar.update(1)
+            continue
         rgb = from_network_channels(result.permute(1, 2, 0).numpy(), img.gray)
         alpha = upscale_alpha(img.alpha, net.upscale) if img.alpha is not None else None
         try:
             write_atomic(target, encode_image(rgb, alpha, img.max_value))
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, OutputError) as err:  # a full disk (DiskFullError) ends the run instead
             tqdm.write(f'{path}: cannot write {target} ({err})', file=sys.stderr)
             failed.append(path.name)
         else:

@@ -1,7 +1,8 @@
 """`ramit mm-train` / `ramit mm-test`: RAMiT with mmengine's Runner from a Python config (OpenMMLab's interface).
 
 Before the Runner exists (it creates the work dir and logs at length), the config is read, the datasets the run
-will use are built once (so a missing folder or LMDB is one line naming it), and mm-test's checkpoint is read.
+will use are built once (so a missing folder or LMDB is one line naming it), mm-test's checkpoint and the checkpoint
+mm-train resumes from are read, and mm-train locks its work dir (a second run into it is refused).
 """
 import argparse
 import contextlib
@@ -13,6 +14,7 @@ from typing import Iterator, Sequence
 
 from ..checkpoint import load_checkpoint, read_checkpoint
 from ..errors import OptionError, RamitError
+from ..fileio import exclusive_lock, make_folder
 from .runtime import set_threads
 
 _RUNNERS_BUILT = itertools.count()
@@ -34,7 +36,7 @@ def load_config(args: argparse.Namespace):
     """Read CONFIG and apply --cfg-options, --work-dir and --launcher (gloo on CPU-only machines)."""
     from mmengine.config import Config, DictAction
 
-    from ..mm.runtime import ensure_weights_only_hook, prepare_distributed
+    from ..mm.runtime import ensure_plugin_hooks, prepare_distributed
 
     path = Path(args.config)
     if not path.is_file():
@@ -57,7 +59,7 @@ def load_config(args: argparse.Namespace):
     elif cfg.get('work_dir') is None:
         cfg.work_dir = os.path.join('work_dirs', path.stem)
     cfg.launcher = args.launcher
-    ensure_weights_only_hook(cfg)
+    ensure_plugin_hooks(cfg)
     if args.launcher != 'none':
         os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
         try:
@@ -92,16 +94,33 @@ def build_runner(cfg):
         return Runner.from_cfg(cfg)
 
 
+@contextlib.contextmanager
+def work_dir_lock(work_dir: str) -> Iterator[None]:
+    """Hold ``<work_dir>/.lock`` in the first process: a second run into the same work dir is refused."""
+    if int(os.environ.get('RANK', '0')) != 0:
+        yield
+        return
+    make_folder(work_dir)
+    with exclusive_lock(os.path.join(work_dir, '.lock'), f'work dir {work_dir}'):
+        yield
+
+
 def run_train(args: argparse.Namespace, prog: str) -> int:
     """Train (and validate) with mmengine's Runner; --resume continues from the work dir's last checkpoint."""
+    from ..mm.runtime import latest_resumable, read_resume_checkpoint
+
     cfg = load_config(args)
     check_data(cfg, ('train_dataloader', 'val_dataloader') if cfg.get('val_cfg') else ('train_dataloader',))
-    if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
-    elif args.resume:
-        cfg.resume, cfg.load_from = True, args.resume
-    set_threads(args.threads)
-    build_runner(cfg).train()
+    with work_dir_lock(cfg.work_dir):
+        if args.resume == 'auto':
+            # Nothing saved yet: the run starts from the beginning, as mmengine's own --resume does.
+            cfg.load_from = latest_resumable(cfg.work_dir)
+            cfg.resume = cfg.load_from is not None
+        elif args.resume:
+            read_resume_checkpoint(args.resume)
+            cfg.resume, cfg.load_from = True, args.resume
+        set_threads(args.threads)
+        build_runner(cfg).train()
     return 0
 
 

@@ -7,7 +7,8 @@ import numpy as np
 from basicsr.utils import FileClient, imfrombytes
 from torch.utils import data
 
-from ..image_files import IMAGE_EXTENSIONS, list_images as image_paths, read_meta_info
+from ..errors import RamitError
+from ..image_files import IMAGE_EXTENSIONS, check_lmdb, list_images as image_paths, read_meta_info
 from .errors import DatasetError
 
 
@@ -36,9 +37,14 @@ def list_images(root: str, backend: str, option: str, meta_info_file: Optional[s
         if not (root.endswith('.lmdb') and osp.isfile(osp.join(root, 'meta_info.txt'))):
             raise DatasetError(f'{option}: {root} is not an LMDB folder (a *.lmdb folder with meta_info.txt, '
                                'as `ramit make-lmdb` writes)')
-        names = _meta_info_names(meta_info_file or osp.join(root, 'meta_info.txt'), option)
+        meta_info = meta_info_file or osp.join(root, 'meta_info.txt')
         # basicsr's paths_from_lmdb cuts at the first '.', which breaks keys of folders with dots in their names.
-        return {osp.splitext(name)[0]: osp.splitext(name)[0] for name in names}
+        keys = [osp.splitext(name)[0] for name in _meta_info_names(meta_info, option)]
+        try:
+            check_lmdb(root, keys, meta_info)
+        except RamitError as err:
+            raise DatasetError(f'{option}: {err}') from None
+        return {key: key for key in keys}
     if meta_info_file:
         names = _meta_info_names(meta_info_file, option)
         missing = [name for name in names if not osp.isfile(osp.join(root, name))]

@@ -6,17 +6,18 @@ folders or LMDB through BasicSR's FileClient, pairing templates, one-line errors
 pipeline as float32 RGB (or gray) [H, W, C] arrays in [0, 1] under 'gt' and 'lq'.
 """
 import os
-from typing import Callable, List, Optional, Sequence, Union
+from typing import Callable, Iterator, List, Optional, Sequence, Union
 
 import cv2
 import numpy as np
-from mmengine.dataset import BaseDataset
+from mmengine.dataset import BaseDataset, InfiniteSampler
 
 from ..data.errors import DatasetError
 from ..data.file_list import FileClientDataset, list_images, lmdb_client_opts
 from ..data.noise import rgb_to_gray
 from ..data.paired_restoration_dataset import pair_images, pairing_templates
-from ..registry import DATASETS, TRANSFORMS
+from ..random_state import SampleKey, sample_seed, seeded
+from ..registry import DATA_SAMPLERS, DATASETS, TRANSFORMS
 
 BACKENDS = ('disk', 'lmdb')
 
@@ -46,6 +47,13 @@ class _ImageDataset(BaseDataset, FileClientDataset):
         """mmengine's data_root + data_prefix join, without the trailing '/' an empty prefix leaves (LMDB roots)."""
         super()._join_prefix()
         self.data_prefix = {key: os.path.normpath(path) if path else path for key, path in self.data_prefix.items()}
+
+    def __getitem__(self, idx):
+        """BaseDataset's, loading a SampleKey's sample inside seeded(key.seed) (SeededInfiniteSampler)."""
+        if isinstance(idx, SampleKey):
+            with seeded(idx.seed):
+                return super().__getitem__(idx.index)
+        return super().__getitem__(idx)
 
     def images(self, key: str) -> dict:
         """Image key -> path (or LMDB key) of the ``key`` folder."""
@@ -120,3 +128,19 @@ class NoisyImageDataset(_ImageDataset):
         # A copy: basicsr's augment flips in place, and flipping one shared array twice would undo the flip.
         info.update(gt=gt, lq=gt.copy())
         return self.pipeline(info)
+
+
+@DATA_SAMPLERS.register_module()
+class SeededInfiniteSampler(InfiniteSampler):
+    """mmengine's InfiniteSampler (the same order) yielding SampleKeys for the plugin's datasets: each sample's
+    crop, flips and noise draw from a seed of (the run's seed, its position in the stream of samples), whichever
+    data-loader worker loads it, so a resumed run (mmengine replays the stream) repeats them exactly."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.position = self.rank  # in the stream over all processes; mmengine keeps one index stream per sampler
+
+    def __iter__(self) -> Iterator[SampleKey]:
+        for index in super().__iter__():
+            position, self.position = self.position, self.position + self.world_size
+            yield SampleKey(index, sample_seed(self.seed, 0, position))

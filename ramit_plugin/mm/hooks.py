@@ -1,12 +1,15 @@
-"""Training hooks in mmengine's HOOKS: the x3/x4 warm start of the paper's recipe."""
+"""Training hooks in mmengine's HOOKS: the x3/x4 warm start of the paper's recipe, and exact resume."""
+import logging
 from typing import List, Optional
 
 import torch
-from mmengine.hooks import Hook
+import torch.distributed as dist
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
 from ..models.ramit_model import WARM_START_TRAINED
+from ..random_state import capture, capture_all_ranks, restore, restore_own_rank
 from ..registry import HOOKS
 
 
@@ -69,3 +72,68 @@ class WarmStartHook(Hook):
         if self.active:
             for p in self.frozen:
                 p.grad = None
+
+
+@HOOKS.register_module()
+class RandomStateHook(Hook):
+    """Exact resume: checkpoints hold every process's random state (Python, NumPy, torch CPU and CUDA), restored
+    right before the first iteration of a resumed run; validation leaves the training's random state as it was.
+
+    With per-sample seeds for the augmentation (SeededInfiniteSampler) a run resumed with ``--resume`` is the
+    uninterrupted run. ``ramit mm-train`` adds the hook when the config does not list it.
+    """
+
+    # Before CheckpointHook (VERY_LOW) in after_train_iter.
+    priority = 'LOW'
+
+    def __init__(self) -> None:
+        self.pending: Optional[tuple] = None  # (iteration, states) of the checkpoint being resumed
+        self.outside_val: Optional[dict] = None  # the state validation started from
+        self.gathered: Optional[tuple] = None  # (iteration, states of every process) in distributed runs
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch: Optional[dict] = None, outputs=None) -> None:
+        """In a distributed run, gather every process's state where a CheckpointHook is about to save.
+
+        Runner.save_checkpoint runs in the first process only, so the gathering (a collective) happens here, on
+        CheckpointHook.after_train_iter's own condition. They are kept for the iteration's checkpoint, which
+        CheckpointHook saves again after a validation that found a new best score.
+        """
+        if not (dist.is_available() and dist.is_initialized()):
+            return
+        for hook in runner.hooks:
+            if isinstance(hook, CheckpointHook) and not hook.by_epoch and (
+                    hook.every_n_train_iters(runner, hook.interval, hook.save_begin)
+                    or (hook.save_last and hook.is_last_train_iter(runner))):
+                self.gathered = (runner.iter + 1, capture_all_ranks())
+                return
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Store the random state of every process (as training left it, also for a save during validation)."""
+        if self.gathered is not None and self.gathered[0] == checkpoint.get('meta', {}).get('iter'):
+            checkpoint['random_state'] = self.gathered[1]
+        else:
+            checkpoint['random_state'] = [self.outside_val or capture()]
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Keep the loaded random state until the first training iteration (a resume skips data before it)."""
+        states = checkpoint.get('random_state')
+        self.pending = (checkpoint.get('meta', {}).get('iter'), states) if states else None
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch: Optional[dict] = None) -> None:
+        """Restore the state of a resumed checkpoint (not of weights loaded with load_from) once."""
+        if self.pending is None:
+            return
+        (saved_iter, states), self.pending = self.pending, None
+        if runner.iter == saved_iter and not restore_own_rank(states):
+            print_log(f'resume: the checkpoint holds the random state of {len(states)} process(es), this run has '
+                      'another number; random draws continue from the seed', logger='current', level=logging.WARNING)
+
+    def before_val(self, runner) -> None:
+        """Remember the training's random state."""
+        self.outside_val = capture()
+
+    def after_val(self, runner) -> None:
+        """Put the training's random state back."""
+        if self.outside_val is not None:
+            restore(self.outside_val)
+            self.outside_val = None

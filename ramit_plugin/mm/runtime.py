@@ -1,5 +1,7 @@
 """Runner-side fixes for mmengine 0.10.7 on current torch, kept in the plugin (mmengine itself is not edited)."""
 import datetime
+import os
+import re
 from typing import Optional
 
 import numpy as np
@@ -9,6 +11,8 @@ from mmengine.hooks import Hook
 from mmengine.logging import HistoryBuffer
 
 from ..registry import HOOKS
+
+ITER_CHECKPOINT = re.compile(r'iter_(\d+)\.pth')  # what mmengine's CheckpointHook names iteration checkpoints
 
 # What an mmengine checkpoint holds beyond tensors and plain containers, once WeightsOnlyCheckpointHook has
 # rewritten the message hub's buffers: numpy arrays/scalars (logged values, best scores) and HistoryBuffer itself.
@@ -59,12 +63,63 @@ class WeightsOnlyCheckpointHook(Hook):
                 scalars[key] = portable
 
 
-def ensure_weights_only_hook(cfg) -> None:
-    """Add WeightsOnlyCheckpointHook to ``cfg.custom_hooks`` unless it is there."""
+def ensure_plugin_hooks(cfg) -> None:
+    """Add WeightsOnlyCheckpointHook and RandomStateHook (exact resume) to ``cfg.custom_hooks`` unless listed."""
     hooks = list(cfg.get('custom_hooks') or [])
-    if not any(str(h.get('type', '')).endswith('WeightsOnlyCheckpointHook') for h in hooks):
-        hooks.append(dict(type='ramit_plugin.WeightsOnlyCheckpointHook'))
+    for name in ('WeightsOnlyCheckpointHook', 'RandomStateHook'):
+        if not any(str(h.get('type', '')).endswith(name) for h in hooks):
+            hooks.append(dict(type=f'ramit_plugin.{name}'))
     cfg.custom_hooks = hooks
+
+
+def read_resume_checkpoint(path: str) -> None:
+    """OptionError naming ``path`` unless it is an mmengine checkpoint torch.load reads with weights_only.
+
+    mmengine's resume would raise an UnpicklingError (or EOFError) traceback from deep inside the Runner instead.
+    """
+    from ..checkpoint import load_error_reason
+    from ..errors import OptionError
+
+    if not os.path.isfile(path):
+        raise OptionError(f'--resume {path}: no such file')
+    allow_mmengine_checkpoints()
+    try:
+        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as err:  # truncated files, foreign or malicious pickles
+        raise OptionError(f'--resume {path}: not a readable mmengine checkpoint ({load_error_reason(err)})') from None
+    if not isinstance(checkpoint, dict) or 'meta' not in checkpoint or 'state_dict' not in checkpoint:
+        raise OptionError(f'--resume {path}: not an mmengine training checkpoint (no meta and state_dict); to start '
+                          'from weights use model.pretrained')
+
+
+def latest_resumable(work_dir: str) -> Optional[str]:
+    """What ``--resume`` (no path) continues from: the checkpoint ``last_checkpoint`` names, or, where that file is
+    missing, empty or names a file that is gone or damaged (a run killed while saving), the newest readable
+    ``iter_<N>.pth`` in ``work_dir``, saying so. None when there is none."""
+    import sys
+
+    from ..errors import OptionError
+
+    named = ''
+    if os.path.isfile(os.path.join(work_dir, 'last_checkpoint')):
+        with open(os.path.join(work_dir, 'last_checkpoint')) as f:
+            named = f.read().strip()
+    saved = sorted((int(m.group(1)), m.group(0)) for m in map(ITER_CHECKPOINT.fullmatch, os.listdir(work_dir)) if m)
+    candidates = list(dict.fromkeys([named] * bool(named) + [os.path.join(work_dir, n) for _, n in reversed(saved)]))
+    for path in candidates:
+        try:
+            read_resume_checkpoint(path)
+        except OptionError as err:
+            print(f'{err}; skipped', file=sys.stderr)
+            continue
+        if path != named:
+            print(f'--resume: {os.path.join(work_dir, "last_checkpoint")} names no readable checkpoint '
+                  f'({named or "it is empty or missing"}); resuming from {path}, the newest one', file=sys.stderr)
+        return path
+    if candidates:
+        raise OptionError(f'--resume: no readable checkpoint in {work_dir} (tried {", ".join(candidates)}); move '
+                          'them aside to start anew')
+    return None
 
 
 def prepare_distributed(cfg) -> None:

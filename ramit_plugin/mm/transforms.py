@@ -10,6 +10,7 @@ import torch
 from basicsr.data.transforms import augment, paired_random_crop
 from mmengine.structures import BaseDataElement
 
+from ..data.errors import DatasetError
 from ..data.noise import check_sigma, check_sigma_range, random_sigma_noise, reference_noise
 from ..registry import TRANSFORMS
 
@@ -36,6 +37,12 @@ class PairedRandomCrop:
     def __call__(self, results: dict) -> dict:
         scale = self.scale or results.get('scale', 1)
         gt_patch_size = self.gt_patch_size or self.lq_patch_size * scale
+        lq_h, lq_w = results['lq'].shape[:2]
+        if min(lq_h, lq_w) < gt_patch_size // scale:
+            name = results.get('lq_path') or results.get('gt_path')
+            raise DatasetError(f'PairedRandomCrop: {name} is {lq_w}x{lq_h}, smaller than the LQ patch '
+                               f'{gt_patch_size // scale}x{gt_patch_size // scale} (GT patch {gt_patch_size} / scale '
+                               f'{scale}); use larger images or a smaller patch')
         results['gt'], results['lq'] = paired_random_crop(results['gt'], results['lq'], gt_patch_size, scale,
                                                           results.get('gt_path'))
         return results

@@ -4,8 +4,10 @@ On top of SRModel: validation/test through `protocol_forward` (symmetric padding
 the authors' raw checkpoints and BasicSR checkpoints in `path.pretrain_network_g`, warm start for x3/x4
 (`train.warm_start_iter`), several weighted losses (every `train.*_opt`), AdamW, gradient clipping, bf16/fp16
 autocast, torch.compile of the training step (`train.compile`), progressive patches (`train.progressive`), a stop
-on NaN/inf losses, atomic checkpoint writes (plus a .safetensors copy with `logger.save_safetensors`), and
-CPU-capable DDP wrapping.
+on NaN/inf losses, atomic checkpoint writes (plus a .safetensors copy with `logger.save_safetensors`), CPU-capable
+DDP wrapping, and exact resume: training states hold every process's random state (restored right before the first
+resumed iteration) and the run's seed, and validation leaves the training's random draws untouched. Test outputs
+with NaN/inf values stop the run before anything of them is written.
 """
 import contextlib
 import time
@@ -34,6 +36,7 @@ from ..errors import RunError
 from ..fileio import atomic_output
 from ..precision import AMP_DTYPES
 from ..protocol import protocol_forward
+from ..random_state import capture_all_ranks, preserved, restore_own_rank
 from .progressive import ProgressiveSchedule, crop_batch, stage_message
 
 OPTIMIZERS = {'Adam': torch.optim.Adam, 'AdamW': torch.optim.AdamW}
@@ -42,6 +45,10 @@ WARM_START_TRAINED = 'to_target.'  # the only part trained during a warm start (
 
 class NonFiniteLossError(RunError, RuntimeError):
     """A loss became NaN or inf: training stops before the optimizer step, no checkpoint is written."""
+
+
+class NonFiniteOutputError(RunError, RuntimeError):
+    """The network's output for an image has NaN or inf values (damaged weights): nothing of it is written."""
 
 
 def atomic_torch_save(obj: object, path: str) -> None:
@@ -64,6 +71,9 @@ class RAMiTModel(SRModel):
         self.load_pretrained_g(self.net_g, opt['path'].get('param_key_g', 'params'))
         self.net_g = self.model_to_device(self.net_g)
         self.print_network(self.net_g)
+        self.lq_path: Optional[str] = None
+        self._saved_random_state: Optional[list] = None
+        self._pending_random_state: Optional[list] = None
         if self.is_train:
             self.init_training_settings()
 
@@ -165,8 +175,16 @@ class RAMiTModel(SRModel):
         return OPTIMIZERS[optim_type](params, lr, **kwargs)
 
     # ------------------------------------------------------------------------------------------------ training
+    def feed_data(self, data: dict) -> None:
+        """SRModel's, remembering the input's file for messages."""
+        super().feed_data(data)
+        paths = data.get('lq_path')
+        self.lq_path = paths[0] if isinstance(paths, (list, tuple)) and paths else paths
+
     def optimize_parameters(self, current_iter: int) -> None:
         """One step: warm-start phase, progressive crop, (autocast) forward, losses, finite check, step, EMA."""
+        if self._pending_random_state is not None:
+            self._restore_random_state(current_iter)
         self._update_warm_start(current_iter)
         if self.progressive is not None:
             self._progressive_crop(current_iter)
@@ -266,6 +284,13 @@ class RAMiTModel(SRModel):
             return 'no checkpoint had been saved yet'
         return f'the last good checkpoint is {found[1]} (resume with --auto_resume)'
 
+    def _restore_random_state(self, current_iter: int) -> None:
+        """Put every generator back where the run being resumed had it after its last saved iteration."""
+        states, self._pending_random_state = self._pending_random_state, None
+        if not restore_own_rank(states):
+            get_root_logger().warning(f'resume: the state holds the random state of {len(states)} process(es), this '
+                                      f'run has another number; iteration {current_iter} on draws from the seed')
+
     # ------------------------------------------------------------------------------------------------ testing
     def test(self) -> None:
         """Reference protocol: symmetric pad to the network's pad_unit, run (EMA net if any), crop to (H*s, W*s)."""
@@ -276,8 +301,23 @@ class RAMiTModel(SRModel):
         with torch.no_grad():
             self.output = protocol_forward(bare, self.lq)
         net.train(was_training)
+        if not torch.isfinite(self.output).all():
+            weights = self.opt['path'].get('pretrain_network_g') or 'the network being trained'
+            raise NonFiniteOutputError(f'{self.lq_path or "an input"}: the output has NaN or inf values (weights: '
+                                       f'{weights}); stopped before writing any image or metric for it')
+
+    def validation(self, dataloader, current_iter: int, tb_logger, save_img: bool) -> None:
+        """SRModel's validation, leaving the random state as it was: training draws the same numbers with or
+        without a validation in between (so a resumed run matches the uninterrupted one)."""
+        with preserved(cuda=True):
+            super().validation(dataloader, current_iter, tb_logger, save_img)
 
     # ------------------------------------------------------------------------------------------------- saving
+    def save(self, epoch: int, current_iter: int) -> None:
+        """SRModel's save, with every process's random state gathered first (a collective in DDP runs)."""
+        self._saved_random_state = capture_all_ranks()
+        super().save(epoch, current_iter)
+
     @master_only
     def save_network(self, net, net_label: str, current_iter: int, param_key='params') -> None:
         """Save (EMA) weights as BasicSR does ({param_key: state_dict}), atomically; with ``logger.save_safetensors``
@@ -296,20 +336,22 @@ class RAMiTModel(SRModel):
 
     @master_only
     def save_training_state(self, epoch: int, current_iter: int) -> None:
-        """Save optimizer/scheduler (and fp16 GradScaler) state for resuming, atomically."""
+        """Save optimizer/scheduler (and fp16 GradScaler) state, the seed and the random state, atomically."""
         if current_iter == -1:
             return
         state = {'epoch': epoch, 'iter': current_iter, 'optimizers': [o.state_dict() for o in self.optimizers],
-                 'schedulers': [s.state_dict() for s in self.schedulers]}
+                 'schedulers': [s.state_dict() for s in self.schedulers], 'manual_seed': self.opt.get('manual_seed'),
+                 'random_state': self._saved_random_state}
         if self.scaler is not None:
             state['scaler'] = self.scaler.state_dict()
         atomic_torch_save(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
 
     def resume_training(self, resume_state: dict) -> None:
-        """Restore optimizers, schedulers and the fp16 GradScaler."""
+        """Restore optimizers, schedulers and the fp16 GradScaler; the random state at the next iteration."""
         super().resume_training(resume_state)
         if self.scaler is not None and 'scaler' in resume_state:
             self.scaler.load_state_dict(resume_state['scaler'])
+        self._pending_random_state = resume_state.get('random_state')
 
 
 def build_losses(train_opt: dict) -> 'OrderedDict[str, nn.Module]':

@@ -144,6 +144,24 @@ def test_help_explains_the_options(capsys):
         assert text in out
 
 
+def damaged_lmdb(data: dict, tmp: Path, damage) -> Path:
+    """A copy of the tiny LR LMDB with ``damage(folder)`` done to it."""
+    folder = tmp / 'LR.lmdb'
+    shutil.copytree(data['lr_lmdb'], folder)
+    damage(folder)
+    return folder
+
+
+def truncate(path: Path, size: int) -> None:
+    with open(path, 'r+b') as f:
+        f.truncate(size)
+
+
+def train_set(**changes):
+    """A BAD_OPTIONS mutation setting keys of datasets:train."""
+    return lambda o, d, t: o['datasets']['train'].update(changes)
+
+
 BAD_OPTIONS = {
     'missing dataroot': (lambda o, d, t: o['datasets']['train'].update(dataroot_gt=None),
                          'datasets:train:dataroot_gt: missing'),
@@ -175,6 +193,42 @@ BAD_OPTIONS = {
     'checkpoint of another scale': (lambda o, d, t: (torch.save(RAMiT(upscale=3, **{
         k: v for k, v in o['network_g'].items() if k not in ('type', 'upscale')}).state_dict(), t / 'x3.pth'),
         o['path'].update(pretrain_network_g=str(t / 'x3.pth'))), 'x3.pth: checkpoint does not fit: it looks like'),
+    # Numbers basicsr would fail on mid-run (or silently accept: total_iter 0 saved an untrained network).
+    'batch size not a number': (train_set(batch_size_per_gpu='eight'),
+                                "datasets:train:batch_size_per_gpu: 'eight' must be a whole number of at least 1"),
+    'batch size 0': (train_set(batch_size_per_gpu=0),
+                     'datasets:train:batch_size_per_gpu: 0 must be a whole number of at least 1'),
+    'negative workers': (train_set(num_worker_per_gpu=-1),
+                         'datasets:train:num_worker_per_gpu: -1 must be a whole number of at least 0'),
+    'no iterations': (lambda o, d, t: o['train'].update(total_iter=0),
+                      'train:total_iter: 0 must be a whole number of at least 1'),
+    'negative iterations': (lambda o, d, t: o['train'].update(total_iter=-5),
+                            'train:total_iter: -5 must be a whole number of at least 1'),
+    'checkpoint every 0 iterations': (lambda o, d, t: o['logger'].update(save_checkpoint_freq=0),
+                                      'logger:save_checkpoint_freq: 0 must be a whole number of at least 1'),
+    'learning rate not a number': (lambda o, d, t: o['train']['optim_g'].update(lr='fast'),
+                                   "train:optim_g:lr: 'fast' must be a positive number (e.g. 4e-4)"),
+    'patch not a multiple of the scale': (train_set(gt_size=63), 'datasets:train:gt_size: 63 is not a multiple of the '
+                                                                 'scale 2 (the LQ patch is gt_size / scale pixels), '
+                                                                 'e.g. 62'),
+    'scale and upscale differ': (lambda o, d, t: o['network_g'].update(upscale=3),
+                                 'scale: 2 but network_g:upscale is 3: the data and the network must have the same '
+                                 'scale'),
+    'dataroot is a file': (lambda o, d, t: o['datasets']['val'].update(dataroot_gt=str(d['hr'] / '0000.png')),
+                           '0000.png is a file; a data root is a folder of images or an LMDB folder'),
+    'only dataroot_lq': (lambda o, d, t: o['datasets']['train'].pop('dataroot_gt'),
+                         'datasets:train:dataroot_gt: missing (PairedImageDataset reads dataroot_gt and dataroot_lq)'),
+    # Damaged LMDBs: reading a truncated data.mdb would kill the run with SIGBUS, without a word.
+    'truncated data.mdb': (lambda o, d, t: train_set(dataroot_lq=str(damaged_lmdb(
+        d, t, lambda f: truncate(f / 'data.mdb', 20000))))(o, d, t), 'LR.lmdb/data.mdb is truncated: 20000 bytes, but '
+                                                                     'the database uses '),
+    'empty data.mdb': (lambda o, d, t: train_set(dataroot_lq=str(damaged_lmdb(
+        d, t, lambda f: truncate(f / 'data.mdb', 0))))(o, d, t), 'LR.lmdb/data.mdb is empty (0 bytes): recreate the '
+                                                                 'LMDB with `ramit make-lmdb`'),
+    'meta_info key missing from the LMDB': (lambda o, d, t: train_set(dataroot_lq=str(damaged_lmdb(
+        d, t, lambda f: (f / 'meta_info.txt').write_text((f / 'meta_info.txt').read_text()
+                                                         + '0099.png (24,24,3) 1\n'))))(o, d, t),
+        'LR.lmdb/meta_info.txt lists 1 key(s) that '),
 }
 
 
@@ -246,3 +300,58 @@ def test_shipped_sr_option_files_follow_the_paper_recipe(name):
         assert (train['total_iter'], train['warmup_iter'], train['warm_start_iter']) == (300000, 10000, 50000)
         assert train['scheduler']['milestones'] == [50000, 100000, 150000, 175000, 200000, 225000]
         assert opt['path']['pretrain_network_g'] == f'experiments/train_{variant}_SRx2/models/net_g_latest.pth'
+
+
+@pytest.mark.parametrize('entry, expected', [
+    # Values are YAML, read with the safe loader: what basicsr (and this plugin before) passed to eval() stays text.
+    ('name=[__import__("os").system("touch pwned")]',
+     'bad.yml: name: [\'__import__("os").system("touch pwned")\'] must be a folder name'),
+    ('train:scheduler:milestones=[__import__("os").system("touch pwned")]',
+     'bad.yml: train:scheduler:milestones: [\'__import__("os").system("touch pwned")\'] must be a list of iteration '
+     'numbers'),
+    # basicsr built opt["..."]...=value as Python source for exec(); keys are now only looked up.
+    ('name"]+__import__("os").system("touch pwned")+opt["x=1',
+     '--force_yml \'name"]+__import__("os").system("touch pwned")+opt["x=1\': name"]+__import__("os").system("touch '
+     'pwned")+opt["x is not an option in bad.yml'),
+    ('train:total_itr=2', "--force_yml 'train:total_itr=2': train:total_itr is not an option in bad.yml (did you mean "
+                          'train:total_iter?); --force_yml changes options the file has (add new ones to the file)'),
+    ('train:total_iter=-3', 'bad.yml: train:total_iter: -3 must be a whole number of at least 1'),
+    ('train:optim_g:lr=!!python/object/apply:os.system ["touch pwned"]',
+     "--force_yml 'train:optim_g:lr=!!python/object/apply:os.system [\"touch pwned\"]': cannot read the value as YAML"),
+])
+def test_force_yml_values_are_read_as_yaml_and_keys_must_exist(entry, expected, tmp_path, sr_data, tiny_options,
+                                                               options_file, capsys, monkeypatch):
+    options_file(tmp_path / 'bad.yml', tiny_options(sr_data))
+    monkeypatch.chdir(tmp_path)
+    assert main(['train', '-opt', 'bad.yml', '--force_yml', entry], 'basicsr') == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and err.startswith('basicsr train: error: ') and expected in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['bad.yml']  # no pwned, no experiments/
+
+
+def test_exponent_floats_without_a_dot_are_numbers(tmp_path, sr_data, tiny_options, options_file):
+    """YAML 1.1 (PyYAML) reads `lr: 1e-3` as the string '1e-3'; option files and --force_yml read it as 0.001."""
+    from ramit_plugin.option_checks import apply_force_yml, load_options
+    (tmp_path / 'f.yml').write_text('lr: 1e-3\nbig: 5E+5\ndotted: 2.0e-4\nname: 1e-3_run\nversion: "1e3"\n')
+    assert load_options(str(tmp_path / 'f.yml')) == dict(lr=0.001, big=500000.0, dotted=0.0002, name='1e-3_run',
+                                                         version='1e3')
+    opt = tiny_options(sr_data)
+    apply_force_yml(opt, ['train:optim_g:lr=1e-3', 'train:ema_decay=0.999', 'network_g:mlp_ratio=2',
+                          'path:pretrain_network_g=None'], 'x.yml')
+    assert (opt['train']['optim_g']['lr'], opt['train']['ema_decay'], opt['network_g']['mlp_ratio']) == (
+        0.001, 0.999, 2)
+    assert opt['path']['pretrain_network_g'] is None
+
+
+def test_unknown_metric_in_a_test_file(tmp_path, sr_data, tiny_options, options_file, capsys, monkeypatch):
+    opt = tiny_options(sr_data)
+    opt.pop('train')
+    opt['datasets'] = dict(test_1=opt['datasets']['val'])
+    opt['val'] = dict(save_img=False, metrics=dict(psnr=dict(type='calculate_pnsr', crop_border=2)))
+    options_file(tmp_path / 'bad.yml', opt)
+    monkeypatch.chdir(tmp_path)
+    assert main(['test', '-opt', 'bad.yml'], 'basicsr') == 2
+    err = capsys.readouterr().err
+    assert err.startswith("basicsr test: error: bad.yml: val:metrics:psnr:type: unknown metric 'calculate_pnsr'; "
+                          'valid: calculate_niqe, calculate_psnr, ') and err.count('\n') == 1, err
+    assert not (tmp_path / 'results').exists()

@@ -245,3 +245,67 @@ def test_extract_subimages_errors(tmp_path, capsys):
                '--step', '0') == 2
     assert 'error: --step 0: must be positive' in capsys.readouterr().err
     assert not (tmp_path / 'sub').exists() and leftovers(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------------------- nothing else is lost
+def tree(folder: Path) -> dict:
+    """Relative path -> bytes of every file below ``folder``."""
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob('*') if p.is_file()}
+
+
+@pytest.mark.parametrize('argv, message', [
+    # The output holds the input: --overwrite would replace the folder and the HR images (and notes.txt) with it.
+    (['make-lr', '--input', '{p}/HR', '--output', '{p}', '--scale', '2', '--overwrite'],
+     '--output {p} contains --input {p}/HR: replacing it would delete that; give a separate folder'),
+    (['extract-subimages', '--input', '{p}/HR', '--output', '{p}/HR', '--crop-size', '8', '--step', '8',
+      '--overwrite'], '--output {p}/HR is --input {p}/HR: replacing it would delete that; give a separate folder'),
+    (['make-lr', '--input', '{p}/HR', '--output', '{p}/LR', '--hr-output', '{p}/HR', '--scale', '2', '--overwrite'],
+     '--hr-output {p}/HR is --input {p}/HR: replacing it would delete that; give a separate folder'),
+    (['make-lr', '--input', '{p}/HR', '--output', '{p}/out', '--hr-output', '{p}/out/HR', '--scale', '2'],
+     '--output {p}/out contains --hr-output {p}/out/HR: replacing it would delete that; give a separate folder'),
+    # An existing output with files the command does not write: --overwrite would delete them.
+    (['make-lr', '--input', '{p}/HR', '--output', '{p}/LR', '--scale', '2', '--overwrite'],
+     '--output {p}/LR holds what this command does not write (notes.txt); --overwrite replaces only an earlier output, '
+     'so nothing was changed: choose another folder or move them'),
+    (['make-lmdb', '--input', '{p}/HR', '--output', '{p}/old.lmdb', '--overwrite'],
+     '--output {p}/old.lmdb holds what this command does not write (backup/, notes.txt); --overwrite replaces only '
+     'an earlier output, so nothing was changed: choose another folder or move them'),
+])
+def test_overwrite_never_deletes_inputs_or_foreign_files(argv, message, tmp_path, capsys):
+    project = tmp_path / 'project'
+    write_images(project / 'HR', {'a.png': (16, 16, 3), 'b.png': (16, 16, 3)})
+    (project / 'notes.txt').write_text('my notes')
+    write_images(project / 'LR', {'ax2.png': (8, 8, 3)})
+    (project / 'LR' / 'notes.txt').write_text('LR notes')
+    (project / 'old.lmdb' / 'backup').mkdir(parents=True)
+    (project / 'old.lmdb' / 'notes.txt').write_text('lmdb notes')
+    before = tree(tmp_path)
+    assert run(*[a.format(p=project) for a in argv]) == 2
+    assert error_line(capsys) == f'ramit {argv[0]}: error: ' + message.format(p=project)
+    assert tree(tmp_path) == before and not leftovers(project)
+
+
+def test_overwrite_replaces_an_earlier_output(tmp_path, capsys):
+    write_images(tmp_path / 'HR', {'a.png': (16, 16, 3)})
+    assert run('make-lr', '--input', str(tmp_path / 'HR'), '--output', str(tmp_path / 'LR'), '--scale', '2') == 0
+    (tmp_path / 'LR' / 'old.png').write_bytes((tmp_path / 'LR' / 'ax2.png').read_bytes())
+    assert run('make-lr', '--input', str(tmp_path / 'HR'), '--output', str(tmp_path / 'LR'), '--scale', '2',
+               '--overwrite') == 0
+    assert sorted(p.name for p in (tmp_path / 'LR').iterdir()) == ['ax2.png']
+
+
+def test_unwritable_output_and_full_disk_are_one_line(tmp_path, capsys, monkeypatch):
+    write_images(tmp_path / 'HR', {'a.png': (16, 16, 3)})
+    (tmp_path / 'file').write_text('a file, not a folder')
+    assert run('make-lmdb', '--input', str(tmp_path / 'HR'), '--output', str(tmp_path / 'file' / 'x.lmdb')) == 2
+    assert error_line(capsys) == (f"ramit make-lmdb: error: {tmp_path / 'file'}: cannot be created as a folder: a "
+                                  'file of that name is in the way')
+
+    def disk_full(self, *args):
+        raise lmdb.DiskError('mdb_put: No space left on device')
+
+    monkeypatch.setattr(data_prep.LmdbMaker, 'put', disk_full)
+    assert run('make-lmdb', '--input', str(tmp_path / 'HR'), '--output', str(tmp_path / 'x.lmdb')) == 1
+    assert error_line(capsys) == (f"ramit make-lmdb: error: {tmp_path / 'x.lmdb'}: cannot be written (No space left "
+                                  'on device); nothing was left half-written')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['HR', 'file']

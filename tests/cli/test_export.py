@@ -76,3 +76,30 @@ def test_float16_export_runs_in_onnxruntime_close_to_float32(reference_dir, tmp_
         ref = build_network(weights, task='lle')(x).numpy()
     got = session.run(None, {'input': x.numpy().astype(np.float16)})[0].astype(np.float32)
     assert np.isfinite(got).all() and np.percentile(np.abs(got - ref), 99) < 2 / 255
+
+
+def test_output_path_problems_and_a_full_disk_are_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from ramit_plugin import RAMiT
+    torch.manual_seed(0)
+    net = RAMiT('RAMiT', 'lle', dim=16, depths=(1, 1, 1, 1), window_size=4, fuse_expand_groups=1)
+    torch.save(net.state_dict(), tmp_path / 'custom.pth')
+    weights = ['--weights', str(tmp_path / 'custom.pth'), '--task', 'lle']
+    (tmp_path / 'file').write_text('mine')
+    for onnx, message in ((tmp_path, f'--onnx {tmp_path}: is a folder; give the file to write, e.g. '
+                                     f"{tmp_path / 'model.onnx'}"),
+                          (tmp_path / 'file' / 'x.onnx', f"--onnx {tmp_path / 'file' / 'x.onnx'}: folder "
+                                                         f"{tmp_path / 'file'} is a file, not a folder")):
+        assert main([*weights, '--onnx', str(onnx)]) == 2
+        assert capsys.readouterr().err == f'ramit export: error: {message}\n'
+
+    def disk_full(net, args, path, **kwargs):
+        open(path, 'wb').write(b'half a model')
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    monkeypatch.setattr(torch.onnx, 'export', disk_full)
+    assert main([*weights, '--onnx', str(tmp_path / 'x.onnx')]) == 1
+    assert capsys.readouterr().err == (f"ramit export: error: {tmp_path / 'x.onnx'}: cannot be written (No space left "
+                                       'on device); nothing was left half-written\n')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['custom.pth', 'file']

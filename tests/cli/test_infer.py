@@ -247,3 +247,125 @@ def test_compiled_inference_equals_eager(tmp_path, inductor_cache, monkeypatch):
         eager = cv2.imread(str(tmp_path / 'eager' / f'{i}_RAMiT_x2.png')).astype(np.int16)
         compiled = cv2.imread(str(tmp_path / 'compiled' / f'{i}_RAMiT_x2.png')).astype(np.int16)
         assert np.abs(eager - compiled).max() <= 1
+
+
+# ------------------------------------------------------------------------------------- faults and hostile inputs
+@pytest.fixture
+def tiny_weights(tmp_path):
+    """A tiny x2 RAMiT checkpoint (random weights: these tests are about files, not quality)."""
+    torch.manual_seed(0)
+    net = RAMiT('RAMiT', 'sr', upscale=2, dim=16, depths=(1, 1, 1, 1), window_size=4, fuse_expand_groups=1)
+    torch.save(net.state_dict(), tmp_path / 'tiny.pth')
+    return tmp_path / 'tiny.pth'
+
+
+def huge_png_header(path, side: int = 50000) -> None:
+    """A PNG whose header claims side x side pixels (the rest is a few bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
+
+    path.write_bytes(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', side, side, 8, 2, 0, 0, 0))
+                     + chunk(b'IDAT', zlib.compress(b'\0' * 100)) + chunk(b'IEND', b''))
+
+
+def test_non_finite_weights_or_outputs_are_never_written(tiny_weights, tmp_path, capsys, monkeypatch):
+    src = tmp_path / 'in'
+    src.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(src / f'{i}.png'), smooth(12, 12, 3, i))
+    state = torch.load(tiny_weights)
+    state['shallow.conv.weight'][0, 0, 0, 0] = float('nan')
+    torch.save(state, tmp_path / 'nan.pth')
+    assert main(['-i', str(src), '-o', str(tmp_path / 'o'), '--weights', str(tmp_path / 'nan.pth')]) == 2
+    assert capsys.readouterr().err == (f"ramit infer: error: --weights {tmp_path / 'nan.pth'}: 1 tensor(s) hold NaN "
+                                       'or inf values (e.g. shallow.conv.weight): a damaged or diverged checkpoint; '
+                                       'nothing was restored\n')
+    assert not (tmp_path / 'o').exists()
+
+    # Finite weights can still give inf (float16 overflow): such an output is reported, never written as an image.
+    import ramit_plugin.cli.infer as infer
+
+    def overflowing(net, batch, *args):
+        out = restore(net, batch, *args)
+        out[0, 0, 0, 0] = float('inf')
+        return out
+
+    monkeypatch.setattr(infer, 'restore', overflowing)
+    assert main(['-i', str(src / '0.png'), str(src / '1.png'), '-o', str(tmp_path / 'o'), '--weights',
+                 str(tiny_weights)]) == 1
+    captured = capsys.readouterr()
+    assert f'{src / "0.png"}: the output has NaN or inf values (weights {tiny_weights}); not written' in captured.err
+    assert captured.out.strip().splitlines()[-1].endswith('0 written, 0 skipped (output exists; --overwrite replaces '
+                                                          'it), 2 failed, of 2 image(s); failed: 0.png, 1.png')
+    assert list((tmp_path / 'o').iterdir()) == []
+
+
+def test_an_image_too_large_to_decode_is_skipped_and_the_others_restored(tiny_weights, tmp_path, capsys):
+    src = tmp_path / 'in'
+    src.mkdir()
+    huge_png_header(src / 'huge.png')
+    cv2.imwrite(str(src / 'small.png'), smooth(12, 12, 3, 0))
+    assert main(['-i', str(src), '-o', str(tmp_path / 'o'), '--weights', str(tiny_weights), '--tile', 'auto']) == 1
+    captured = capsys.readouterr()
+    assert (f"{src / 'huge.png'}: cannot be decoded: more pixels than OpenCV decodes (CV_IO_MAX_IMAGE_PIXELS, 2^30 by "
+            'default); skipped') in captured.err
+    assert sorted(p.name for p in (tmp_path / 'o').iterdir()) == ['small_RAMiT_x2.png']
+
+
+def test_output_folder_problems_are_one_line(tiny_weights, tmp_path, capsys):
+    cv2.imwrite(str(tmp_path / 'x.png'), smooth(8, 8, 3, 0))
+    (tmp_path / 'file').write_text('mine')
+    for out, message in ((tmp_path / 'file', f"-o {tmp_path / 'file'}: is a file; -o names the folder the outputs go "
+                                             'to'),
+                         (tmp_path / 'file' / 'o', f"{tmp_path / 'file' / 'o'}: cannot be written (Not a directory)")):
+        assert main(['-i', str(tmp_path / 'x.png'), '-o', str(out), '--weights', str(tiny_weights)]) == 2
+        assert capsys.readouterr().err == f'ramit infer: error: {message}\n'
+    assert (tmp_path / 'file').read_text() == 'mine'
+
+
+def test_a_full_disk_ends_the_run_with_one_line_and_no_partial_file(tiny_weights, tmp_path, capsys, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    cv2.imwrite(str(tmp_path / 'x.png'), smooth(8, 8, 3, 0))
+    real_write = Path.write_bytes
+
+    def disk_full(self, data):
+        real_write(self, data[:10])
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    monkeypatch.setattr(Path, 'write_bytes', disk_full)
+    assert main(['-i', str(tmp_path / 'x.png'), '-o', str(tmp_path / 'o'), '--weights', str(tiny_weights)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (f"ramit infer: error: {tmp_path / 'o' / 'x_RAMiT_x2.png'}: cannot be written (No space left on "
+                   'device); nothing was left half-written')
+    assert list((tmp_path / 'o').iterdir()) == []
+
+
+def test_output_folder_inside_the_input_folder_is_not_restored_again(tiny_weights, tmp_path, capsys):
+    src = tmp_path / 'photos'
+    src.mkdir()
+    cv2.imwrite(str(src / 'a.png'), smooth(10, 10, 3, 0))
+    argv = ['-i', str(src), '-o', str(src), '--weights', str(tiny_weights)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(argv) == 0  # the rerun: a_RAMiT_x2.png is an earlier output, not a new input
+    captured = capsys.readouterr()
+    assert f'{src}: 1 earlier output(s) of ramit infer (*_RAMiT_x2.png) are not inputs; left out' in captured.err
+    assert captured.out.strip().splitlines()[-1] == (f'{src}: 0 written, 1 skipped (output exists; --overwrite '
+                                                     'replaces it), 0 failed, of 1 image(s)')
+    assert sorted(p.name for p in src.iterdir()) == ['a.png', 'a_RAMiT_x2.png']
+
+
+def test_an_animation_restores_its_first_frame_and_says_so(tiny_weights, tmp_path, capsys):
+    from PIL import Image
+
+    frames = [Image.fromarray(smooth(10, 12, 3, i)) for i in range(3)]
+    frames[0].save(tmp_path / 'anim.png', save_all=True, append_images=frames[1:])
+    assert main(['-i', str(tmp_path / 'anim.png'), '-o', str(tmp_path / 'o'), '--weights', str(tiny_weights)]) == 0
+    assert (f"{tmp_path / 'anim.png'}: 3 frames (an animation or a multi-page file); only the first is restored"
+            in capsys.readouterr().err)
+    assert cv2.imread(str(tmp_path / 'o' / 'anim_RAMiT_x2.png')).shape == (20, 24, 3)

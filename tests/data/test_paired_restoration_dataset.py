@@ -89,16 +89,39 @@ def test_unmatched_pairs_are_listed_in_one_line(tmp_path):
     assert message.endswith(f" ...; 1 in dataroot_gt without a partner: {tmp_path / 'gt' / '3_clean.png'}")
 
 
-def test_lmdb_pairs_read_the_same_images(tmp_path):
+def write_lmdb_pairs(root: Path) -> None:
+    """Pairs a.png, b.png in root/lq, root/gt and the same as root/lq.lmdb, root/gt.lmdb."""
     names = ['a.png', 'b.png']
     for i, name in enumerate(names):
-        write_pair(tmp_path / 'lq' / name, tmp_path / 'gt' / name, i)
+        write_pair(root / 'lq' / name, root / 'gt' / name, i)
     for side in ('lq', 'gt'):
-        make_lmdb_from_imgs(str(tmp_path / side), str(tmp_path / f'{side}.lmdb'), names, ['a', 'b'], n_thread=1)
+        make_lmdb_from_imgs(str(root / side), str(root / f'{side}.lmdb'), names, ['a', 'b'], n_thread=1)
+
+
+def test_lmdb_pairs_read_the_same_images(tmp_path):
+    write_lmdb_pairs(tmp_path)
     lmdb = PairedRestorationDataset(options(tmp_path / 'lq.lmdb', tmp_path / 'gt.lmdb', io_backend=dict(type='lmdb')))
     disk = PairedRestorationDataset(options(tmp_path / 'lq', tmp_path / 'gt'))
     assert lmdb.paths == [{'lq_path': 'a', 'gt_path': 'a'}, {'lq_path': 'b', 'gt_path': 'b'}]
     assert torch.equal(lmdb[1]['lq'], disk[1]['lq']) and torch.equal(lmdb[1]['gt'], disk[1]['gt'])
+
+
+def test_damaged_lmdbs_are_named_before_anything_reads_them(tmp_path):
+    """A truncated data.mdb would end the process by SIGBUS at the first read, without a word."""
+    write_lmdb_pairs(tmp_path)
+    data = tmp_path / 'lq.lmdb' / 'data.mdb'
+    intact = data.read_bytes()
+    for damage, message in ((lambda: data.write_bytes(intact[:9000]), f'{data} is truncated: 9000 bytes, but the '
+                                                                      'database uses '),
+                            (lambda: data.write_bytes(b''), f'{data} is empty (0 bytes)'),
+                            (lambda: (data.write_bytes(intact), (tmp_path / 'lq.lmdb' / 'meta_info.txt').write_text(
+                                'a.png (36,44,3) 1\nc.png (36,44,3) 1\n')),
+                             f"{tmp_path / 'lq.lmdb' / 'meta_info.txt'} lists 1 key(s) that {tmp_path / 'lq.lmdb'} "
+                             'does not hold, e.g. c')):
+        damage()
+        with pytest.raises(DatasetError) as err:
+            PairedRestorationDataset(options(tmp_path / 'lq.lmdb', tmp_path / 'gt.lmdb', io_backend=dict(type='lmdb')))
+        assert str(err.value).startswith(f"dataset 'pairs': dataroot_lq: {message}"), str(err.value)
 
 
 def test_bad_options_and_files_are_named(tmp_path):
