@@ -111,7 +111,8 @@ def time_inference(dry: bool, repeats: int, compiled: bool) -> List[dict]:
     rows = []
     for label, h, w in (sizes[-1:] if compiled else sizes):
         nets = {name: build_net(dry).to(device=device, dtype=dtype).eval() for name, dtype in PRECISIONS.items()}
-        cases: Dict[str, Callable] = {'reference fp32': lambda x, n=nets['fp32']: n.set_fast(False)(x)}
+        # Its own network: the path is a module attribute, and compiled graphs guard on it.
+        cases: Dict[str, Callable] = {'reference fp32': build_net(dry).to(device).eval().set_fast(False)}
         for name in (COMPILED_INFERENCE if compiled else PRECISIONS):
             if compiled:
                 cases[f'compiled {name}'] = compile_network(nets[name].set_fast(None), device, 'auto')
