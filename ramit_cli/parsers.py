@@ -4,6 +4,7 @@ receives the parsed namespace."""
 import argparse
 import os
 from pathlib import Path
+from typing import Union
 
 # The names ramit_plugin.archs.ramit_arch defines (VARIANTS, TASKS), repeated here so that parsing needs no torch;
 # tests/cli/test_front_end.py checks that they agree.
@@ -52,6 +53,14 @@ def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f'{value} is not a positive integer')
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer of at least 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'{value} is not an integer >= 0')
     return value
 
 
@@ -166,7 +175,7 @@ def extract_subimages_parser(prog: str) -> argparse.ArgumentParser:
 
 
 # ------------------------------------------------------------------------------------------------ inference, tools
-def tile_size(text: str):
+def tile_size(text: str) -> Union[str, int]:
     """argparse type of --tile: a positive integer or 'auto'."""
     return text if text == 'auto' else positive_int(text)
 
@@ -209,7 +218,8 @@ def infer_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument('--tile', type=tile_size, metavar='N|auto',
                    help='process in N x N input tiles (bounded memory); auto: the largest tile that fits the free '
                         'memory of the device (untiled when the whole image fits)')
-    p.add_argument('--tile-overlap', type=int, default=16, metavar='M', help='tile overlap in input pixels (16)')
+    p.add_argument('--tile-overlap', type=non_negative_int, default=16, metavar='M',
+                   help='tile overlap in input pixels (16)')
     p.add_argument('--max-memory', type=positive_int, metavar='MIB',
                    help='with --tile auto: plan for at most this much memory instead of what is free')
     p.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'), help='device (auto)')

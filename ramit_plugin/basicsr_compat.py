@@ -70,24 +70,18 @@ def init_dist(launcher: str, backend: str = 'nccl', **kwargs) -> None:
         dist.init_process_group(backend='gloo', **kwargs)
 
 
-def saved_iterations(models_dir: str, states_dir: Optional[str] = None
-                     ) -> Iterator[Tuple[int, str, Optional[str]]]:
-    """(iteration, models/net_g_<i>.pth, training_states/<i>.state) of the saved iterations, newest first.
-
-    With ``states_dir`` an iteration counts only when both files exist (what --auto_resume can continue from);
-    without, every network checkpoint counts (state None).
-    """
-    folder = states_dir if states_dir is not None else models_dir
-    pattern = STATE_NAME if states_dir is not None else re.compile(r'net_g_(\d+)\.pth$')
-    if not osp.isdir(folder):
+def saved_iterations(models_dir: str, states_dir: str) -> Iterator[Tuple[int, str, str]]:
+    """(iteration, models/net_g_<i>.pth, training_states/<i>.state) of the iterations saved with both files (what
+    --auto_resume can continue from), newest first."""
+    if not osp.isdir(states_dir):
         return
-    for i in sorted((int(m.group(1)) for m in map(pattern.match, os.listdir(folder)) if m), reverse=True):
+    for i in sorted((int(m.group(1)) for m in map(STATE_NAME.match, os.listdir(states_dir)) if m), reverse=True):
         model = osp.join(models_dir, f'net_g_{i}.pth')
         if osp.isfile(model):
-            yield i, model, osp.join(states_dir, f'{i}.state') if states_dir is not None else None
+            yield i, model, osp.join(states_dir, f'{i}.state')
 
 
-def latest_checkpoint(models_dir: str, states_dir: Optional[str] = None) -> Optional[Tuple[int, str, Optional[str]]]:
+def latest_checkpoint(models_dir: str, states_dir: str) -> Optional[Tuple[int, str, str]]:
     """The newest of saved_iterations(), or None when nothing was saved."""
     return next(saved_iterations(models_dir, states_dir), None)
 
@@ -212,7 +206,8 @@ class BasicsrRun:
         """basicsr.train.load_resume_state, safely: the newest complete checkpoint on the CPU with weights_only."""
         from basicsr.utils import check_resume
         if opt['auto_resume']:
-            for folder in (opt['path']['models'], opt['path']['training_states']):
+            # Every process of a distributed run gets here; the first one cleans up.
+            for folder in (opt['path']['models'], opt['path']['training_states']) if opt.get('rank', 0) == 0 else ():
                 stale = remove_stale_parts(folder)
                 if stale:
                     note(f'removed {len(stale)} unfinished temporary file(s) of killed saves in {folder}')

@@ -228,11 +228,9 @@ def bench_ntire(net: torch.nn.Module, images: Sequence[Path], device: torch.devi
         img = read_image(path)
         rgb = to_network_channels(img.rgb, net.in_chans)
         inputs.append(torch.from_numpy(rgb).permute(2, 0, 1)[None].contiguous())
-    if not inputs:
-        raise ValueError('no images to time')
     net = net.to(device).float().eval()
     times: List[float] = []
-    peaks: List[float] = []
+    peaks: List[Optional[float]] = []
     with torch.no_grad():
         first = inputs[0].to(device)
         for _ in range(warmup):
@@ -246,6 +244,6 @@ def bench_ntire(net: torch.nn.Module, images: Sequence[Path], device: torch.devi
             else:
                 result = measure(lambda: net(x), device)
                 times.append(result['seconds'] * 1e3)
-            peaks.append(result['peak_mib'] or 0.0)
+            peaks.append(result['peak_mib'])
     return dict(images=len(times), mean_ms=statistics.fmean(times), median_ms=statistics.median(times),
-                peak_mib=max(peaks), sizes=sorted({tuple(x.shape[-2:]) for x in inputs}))
+                peak_mib=None if None in peaks else max(peaks), sizes=sorted({tuple(x.shape[-2:]) for x in inputs}))

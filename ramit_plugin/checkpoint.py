@@ -149,7 +149,7 @@ def select_state_dict(obj: object, label: str = 'checkpoint', param_key: Optiona
     if len(anchors) != 1:
         raise CheckpointError(f'{label}: not a RAMiT checkpoint (no unique {ANCHOR!r} key)')
     prefix = anchors[0][:-len(ANCHOR)]
-    return {k[len(prefix):]: v for k, v in obj.items() if k.startswith(prefix) and k[len(prefix):] != METADATA_KEY}
+    return {k[len(prefix):]: v for k, v in obj.items() if k.startswith(prefix)}
 
 
 def config_metadata(net: nn.Module) -> dict:

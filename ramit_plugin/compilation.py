@@ -50,11 +50,6 @@ def compile_network(module: nn.Module, device: Union[str, torch.device], mode: s
                          dynamic=False if static_shapes else None)
 
 
-def uses_cuda_graphs(mode: str, device: Union[str, torch.device], static_shapes: bool = True) -> bool:
-    """Whether ``mode`` records CUDA graphs there (callers then mark each training step's start)."""
-    return torch.device(device).type == 'cuda' and resolve_mode(mode, device, static_shapes) in CUDA_GRAPH_MODES
-
-
 class CompiledTraining:
     """A training forward through torch.compile: shapes fixed per patch size, each step marked for CUDA graphs.
 
@@ -63,14 +58,16 @@ class CompiledTraining:
     model holding it gains no '_orig_mod.' keys in its state dict.
     """
 
-    def __init__(self, module: nn.Module, device: Union[str, torch.device], mode: str, distributed: bool):
-        self.mode = 'default' if distributed and mode == 'auto' else mode
+    def __init__(self, module: nn.Module, device: Union[str, torch.device], mode: str, distributed: bool) -> None:
+        self.mode = resolve_mode('default' if distributed and mode == 'auto' else mode, device, static_shapes=True)
+        self.label = mode if mode == self.mode else f'{mode}: {self.mode}'  # what the logs say
         self.compiled = compile_network(module, device, self.mode, fullgraph=not distributed)
-        self.cuda_graphs = uses_cuda_graphs(self.mode, device)
+        # Each step's start is then marked: the previous step's graph outputs may be overwritten.
+        self.cuda_graphs = torch.device(device).type == 'cuda' and self.mode in CUDA_GRAPH_MODES
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.cuda_graphs:
-            torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs may be overwritten
+            torch.compiler.cudagraph_mark_step_begin()
         return self.compiled(x)
 
 

@@ -61,15 +61,11 @@ def make_folder(path: PathLike) -> None:
     """os.makedirs(path, exist_ok=True); OutputError naming the path when it cannot be made (a file in the way,
     no permission, read-only)."""
     try:
-        os.makedirs(path, exist_ok=True)
+        with named_output_errors(path):
+            os.makedirs(path, exist_ok=True)
     except FileExistsError:
         raise OutputError(f'{os.fspath(path)}: cannot be created as a folder: a file of that name is in the way') \
             from None
-    except OSError as err:
-        converted = output_error(path, err)
-        if converted is None:
-            raise
-        raise converted from None
 
 
 def _create_hidden(path: PathLike, suffix: str, create: Callable[[str], None]) -> str:
@@ -118,7 +114,8 @@ def remove_stale_parts(folder: PathLike) -> List[str]:
         return []
     stale = sorted(name for name in os.listdir(folder) if PART_NAME.match(name))
     for name in stale:
-        os.unlink(os.path.join(folder, name))
+        with contextlib.suppress(FileNotFoundError):  # another process of the run was first
+            os.unlink(os.path.join(folder, name))
     return stale
 
 

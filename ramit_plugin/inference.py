@@ -36,10 +36,14 @@ def build_network(checkpoint: os.PathLike, variant: Optional[str] = None, task: 
     Its hyper-parameters come from the checkpoint (ramit_plugin.checkpoint.infer_config). ``variant``/``scale``
     are checked against it; ``task`` settles 3-channel scale-1 checkpoints (denoising, low-light, deraining have
     identical shapes) unless the file's metadata or a published file name (``published``) tells it.
-    CheckpointError (one line) when a flag contradicts the checkpoint or the task stays open.
+    CheckpointError (one line) when a flag contradicts the checkpoint, the task stays open or a weight is NaN/inf.
     """
     sd, metadata = read_checkpoint(checkpoint)
     name = os.fspath(checkpoint)
+    bad = [key for key, t in sd.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:  # every command would otherwise turn them into black images or a NaN model file
+        raise CheckpointError(f'{name}: {len(bad)} tensor(s) hold NaN or inf values (e.g. {bad[0]}): a damaged or '
+                              'diverged checkpoint')
     tasks = candidate_tasks(sd, metadata)
     if task is not None and task not in tasks:
         raise CheckpointError(f'{name}: --task {task} contradicts the checkpoint, which fits task(s) '
@@ -176,7 +180,7 @@ def output_names(files: Sequence[Path], net: RAMiT) -> List[str]:
     first = {}
     for path, name in zip(files, names):
         if name in first:
-            raise OptionError(f'{first[name]} and {path} would both be written as {output_name(path.stem, net)}; '
+            raise OptionError(f'{first[name]} and {path} would both be written as {name}; '
                               'rename one or restore them in separate runs')
         first[name] = path
     return names

@@ -112,10 +112,15 @@ class _LiveTensorBytes(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
+        # A view of, or a write into, a tensor made before the call (an input, a parameter) takes no new memory.
+        before = {t.untyped_storage()._cdata for t in tree_leaves((args, kwargs or {}))
+                  if isinstance(t, torch.Tensor)} - self.storages.keys()
         for tensor in tree_leaves(out):
             if isinstance(tensor, torch.Tensor):
                 storage = tensor.untyped_storage()
                 key = storage._cdata  # views share their base's storage
+                if key in before:
+                    continue
                 if key in self.storages:
                     self.storages[key][1] += 1
                 else:

@@ -223,7 +223,8 @@ def check_count(where: str, value, least: int, fail, required: bool = False) -> 
         return
     if value is None:
         fail(where, f'missing (a whole number of at least {least} is required)')
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < least:
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer()
+            or value < least):
         fail(where, f'{value!r} must be a whole number of at least {least}')
 
 
@@ -288,6 +289,8 @@ def check_datasets(opt: dict, datasets: dict, is_train: bool, fail, registry) ->
             registry.get(data_opt['type'])(built)
         except RamitError as err:  # DatasetError, LmdbError
             fail(where, str(err))
+        except OSError as err:  # basicsr's own datasets: e.g. a meta_info_file that is not there
+            fail(where, f'{err.filename}: {err.strerror}' if err.filename else str(err))
 
 
 def check_root(where: str, root, backend: str, fail) -> None:

@@ -21,6 +21,7 @@ from .protocol import protocol_forward
 
 Tensor = torch.Tensor
 
+
 def tile_starts(size: int, tile: int, overlap: int) -> List[int]:
     """Start offsets of tiles covering [0, size): stride tile - overlap, the last tile flush with the end."""
     if size <= tile:
@@ -115,19 +116,21 @@ def traced_memory_model(net: nn.Module) -> MemoryModel:
 
 
 def choose_tile(model: MemoryModel, height: int, width: int, unit: int, budget: float, batch: int = 1,
-                out_bytes_per_pixel: float = 0.0) -> Optional[int]:
-    """Largest tile side (input pixels, a multiple of ``unit``) whose pass fits ``budget`` bytes; None: no tiling.
+                out_bytes_per_pixel: float = 0.0, overlap: int = 0) -> Optional[int]:
+    """Largest tile side (input pixels, a multiple of ``unit``) whose pass of ``batch`` images or tiles fits
+    ``budget`` bytes; None: no tiling.
 
     ``out_bytes_per_pixel`` (per input pixel) is memory a tiled run holds beside the passes on the same device
-    (the blended output); OptionError when not even a tile of 2 units fits.
+    (the blended output); OptionError when not even the smallest tile (2 units, and more than ``overlap``) fits.
     """
-    if model.peak(padded(height, unit) * padded(width, unit)) <= budget:
+    if model.peak(batch * padded(height, unit) * padded(width, unit)) <= budget:
         return None
     room = budget - out_bytes_per_pixel * height * width - model.fixed
     side = int(math.sqrt(max(room, 0.0) / (model.per_pixel * batch))) // unit * unit if model.per_pixel else 0
-    if side < 2 * unit:
-        raise OptionError(f'not enough free memory for a {2 * unit}-pixel tile ({budget / 2 ** 20:.0f} MiB usable, '
-                         f'{model.peak(batch * (2 * unit) ** 2) / 2 ** 20:.0f} MiB needed)')
+    smallest = max(2 * unit, padded(overlap + 1, unit))
+    if side < smallest:
+        raise OptionError(f'not enough free memory for a {smallest}-pixel tile ({budget / 2 ** 20:.0f} MiB usable, '
+                          f'{model.peak(batch * smallest ** 2) / 2 ** 20:.0f} MiB needed)')
     return min(side, padded(max(height, width), unit))
 
 
@@ -137,8 +140,8 @@ class TilePlanner:
     The budget is MEMORY_FRACTION of the memory free at each call, or ``max_bytes`` (`--max-memory`).
     """
 
-    def __init__(self, net: nn.Module, batch: int = 1, max_bytes: Optional[int] = None):
-        self.net, self.batch, self.max_bytes = net, batch, max_bytes
+    def __init__(self, net: nn.Module, batch: int = 1, max_bytes: Optional[int] = None, overlap: int = 0):
+        self.net, self.batch, self.max_bytes, self.overlap = net, batch, max_bytes, overlap
         self.device = next(net.parameters()).device
         self.model = traced_memory_model(net)
 
@@ -157,4 +160,4 @@ class TilePlanner:
         # Tiled output is blended in float32 on the CPU (image + weights): it competes with the passes there.
         out_bytes = (getattr(self.net, 'in_chans', 3) + 1) * 4 * scale ** 2 if self.device.type == 'cpu' else 0.0
         return choose_tile(self.model, height, width, getattr(self.net, 'pad_unit', 32), self.budget(), self.batch,
-                           out_bytes)
+                           out_bytes, self.overlap)

@@ -84,6 +84,12 @@ def test_choose_tile_is_the_largest_fitting_multiple_of_the_unit():
     assert with_output < tile  # a CPU run also holds the blended output
     with pytest.raises(OptionError, match='not enough free memory for a 64-pixel tile'):
         choose_tile(model, 3000, 4000, 32, budget=60 * MIB)
+    # A batch of whole images must fit as a batch: 512x512 fits alone (1.05 GB) but not four at once.
+    assert choose_tile(model, 512, 512, 32, budget=1100 * MIB) is None
+    assert choose_tile(model, 512, 512, 32, budget=1100 * MIB, batch=4) is not None
+    # The smallest tile leaves room for the overlap (a tile must be larger than it).
+    with pytest.raises(OptionError, match='not enough free memory for a 128-pixel tile'):
+        choose_tile(model, 3000, 4000, 32, budget=100 * MIB, overlap=100)
 
 
 MEASURE_384 = """

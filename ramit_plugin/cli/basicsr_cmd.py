@@ -17,7 +17,7 @@ from unittest import mock
 from ..basicsr_compat import patched_basicsr
 from ..fileio import exclusive_lock, make_folder, output_error
 from ..option_checks import apply_force_yml, check_options, load_options
-from .runtime import set_threads
+from .runtime import launcher_rank, set_threads
 
 
 def run_train(args: argparse.Namespace, prog: str) -> int:
@@ -36,8 +36,7 @@ def experiment_lock(folder: str, launcher: str) -> Iterator[None]:
 
     Beside, not inside: basicsr moves an existing experiment folder aside, and the lock must not move with it.
     """
-    rank = int(os.environ.get('RANK', os.environ.get('SLURM_PROCID', '0'))) if launcher != 'none' else 0
-    if rank != 0:
+    if launcher_rank(launcher) != 0:
         yield
         return
     parent, name = os.path.split(folder)

@@ -77,12 +77,25 @@ def network_factory(args: argparse.Namespace) -> Callable[[], RAMiT]:
     return build
 
 
-def run(args: argparse.Namespace, prog: str) -> int:
-    """Run the benchmark the options ask for and print its table (or JSON)."""
-    if args.device == 'cuda' and not torch.cuda.is_available():
-        raise OptionError('--device cuda: no CUDA device is available')
+def check_arguments(args: argparse.Namespace) -> None:
+    """OptionError for contradicting or missing arguments, before anything is loaded or timed."""
     if args.protocol and args.train:
         raise OptionError('--protocol ntire and --train are different benchmarks; give one')
+    if args.protocol == 'ntire':
+        if args.images is None:
+            raise OptionError('--protocol ntire needs --images DIR (the LR images to time)')
+        if not args.images.is_dir():
+            raise OptionError(f'--images {args.images}: no such folder')
+        if args.half or args.bf16 or args.compile:
+            raise OptionError('--protocol ntire times float32 eager inference, as the challenge does (no --half, '
+                              '--bf16, --compile)')
+    if args.train and args.data and not args.data.is_file():
+        raise OptionError(f'--data {args.data}: no such option file')
+
+
+def run(args: argparse.Namespace, prog: str) -> int:
+    """Run the benchmark the options ask for and print its table (or JSON)."""
+    check_arguments(args)
     set_threads(args.threads)
     device = select_device(args.device)
     build = network_factory(args)
@@ -197,8 +210,6 @@ def training(args: argparse.Namespace, build: Callable[[], RAMiT], device: torch
 def data_pipeline(args: argparse.Namespace, build: Callable[[], RAMiT], device: torch.device,
                   rows: List[dict]) -> dict:
     """The option file's train dataloader alone, and feeding the fast path, against the synthetic-batch step."""
-    if not args.data.is_file():
-        raise OptionError(f'--data {args.data}: no such option file')
     loader = OptionFileBatches(args.data)
     alone = bench_loader(loader, max(args.steps, 10))
     fed = bench_train(build, TrainCase('fast'), alone['batch'], alone['lq_patch'][0], device, args.steps, 3,
@@ -218,13 +229,6 @@ def data_pipeline(args: argparse.Namespace, build: Callable[[], RAMiT], device: 
 
 def ntire(args: argparse.Namespace, net: RAMiT, device: torch.device, env: Dict[str, str]) -> dict:
     """NTIRE Efficient-SR: float32 whole images one at a time, mean ms per image; multiply-adds and parameters."""
-    if args.images is None:
-        raise OptionError('--protocol ntire needs --images DIR (the LR images to time)')
-    if not args.images.is_dir():
-        raise OptionError(f'--images {args.images}: no such folder')
-    if args.half or args.bf16 or args.compile:
-        raise OptionError('--protocol ntire times float32 eager inference, as the challenge does (no --half, --bf16, '
-                          '--compile)')
     images = list_images(args.images)
     if not images:
         raise OptionError(f'--images {args.images}: no images in this folder')
@@ -234,7 +238,7 @@ def ntire(args: argparse.Namespace, net: RAMiT, device: torch.device, env: Dict[
     if not args.json:
         header(env, f'{describe(network_config(net))}, NTIRE Efficient-SR protocol (float32, eager, '
                f'{"CUDA events" if device.type == "cuda" else "wall clock"})')
-        peak = f"{result['peak_mib']:.0f}"
+        peak = 'n/a' if result['peak_mib'] is None else f"{result['peak_mib']:.0f}"
         print('| images | mean ms/image | median ms | peak MiB | FLOPs (G, mult-adds at 256x256) | params (M) |')
         print('|---|---|---|---|---|---|')
         print(f"| {result['images']} ({args.images}) | {result['mean_ms']:.2f} | {result['median_ms']:.2f} | {peak} "

@@ -130,8 +130,6 @@ def staged_output(output: Path, overwrite: bool) -> Iterator[Path]:
 
     The caller has checked `output` with check_outputs (what --overwrite may replace).
     """
-    if output.exists() and not overwrite:
-        raise DataPrepError(f'{output} already exists; pass --overwrite to replace it')
     make_folder(output.parent)
     # Same folder as the output, so the final renames stay on one file system and are atomic.
     staging = Path(hidden_folder(output))
@@ -216,8 +214,14 @@ def make_lmdb(input_dir: Path, output: Path, overwrite: bool = False, compress_l
         maker = LmdbMaker(str(target), map_size=lmdb_map_size(headers), compress_level=compress_level)
         items = [(p, k, compress_level) for p, k in zip(paths, keys)]
         try:
-            for key, img_byte, shape in run_parallel(_encode, items, n_thread, desc='Write LMDB'):
-                maker.put(img_byte.tobytes(), key, shape)
+            try:
+                for key, img_byte, shape in run_parallel(_encode, items, n_thread, desc='Write LMDB'):
+                    maker.put(img_byte.tobytes(), key, shape)
+            except BaseException:  # a full disk, an unreadable image, Ctrl-C: release the database first
+                maker.txn.abort()
+                maker.env.close()
+                maker.txt_file.close()
+                raise
             maker.close()  # the commit: may fill the disk too
         except lmdb.DiskError:  # LMDB's ENOSPC; the staging folder with the unfinished database is removed
             raise output_error(output, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))) from None

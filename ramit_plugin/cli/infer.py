@@ -41,7 +41,7 @@ class Runner:
         self.forward = net if not args.compile else compile_network(
             net, next(net.parameters()).device, args.compile, static_shapes=static_shapes)
         limit = args.max_memory * 2 ** 20 if args.max_memory else None
-        self.planner = TilePlanner(net, args.batch, limit) if args.tile == 'auto' else None
+        self.planner = TilePlanner(net, args.batch, limit, args.tile_overlap) if args.tile == 'auto' else None
 
     def tile_for(self, height: int, width: int, label: str) -> Optional[int]:
         """--tile N as given; --tile auto: the largest tile the device's free memory (or --max-memory) allows."""
@@ -75,15 +75,13 @@ def run(args: argparse.Namespace, prog: str) -> int:
     weights, published = resolve_weights(args.weights)
     net = build_network(weights, args.variant, args.task, args.scale, published,
                         fast=False if args.reference else None)
-    check_finite_weights(net, weights)
     files = without_earlier_outputs(files, out_dir, net)
     targets = [out_dir / name for name in output_names(files, net)]
     net = net.to(device=device, dtype=dtype)
     if args.tile is not None:
         limit_heap_retention()
     make_folder(out_dir)
-    # Compiled per size when every image has one (or tiles fix it), else with symbolic sizes: no recompile per image.
-    runner = Runner(net, args, static_shapes=args.tile not in (None, 'auto') or len(image_sizes(files)) <= 1)
+    runner = Runner(net, args, static_shapes=bool(args.compile) and len(pass_sizes(files, args.tile)) <= 1)
     print(f'{describe(network_config(net))} from {weights} on {device} ({dtype_name(dtype)}'
           + (f', torch.compile mode {args.compile}' if args.compile else '') + ')')
     tally = restore_all(runner, list(zip(files, targets)), args)
@@ -91,14 +89,6 @@ def run(args: argparse.Namespace, prog: str) -> int:
           f'{len(tally.failed)} failed, of {len(files)} image(s)'
           + (f'; failed: {", ".join(tally.failed)}' if tally.failed else ''))
     return 1 if tally.failed else 0
-
-
-def check_finite_weights(net, weights: Path) -> None:
-    """OptionError before any work when the checkpoint holds NaN or inf values (damaged or diverged)."""
-    bad = [name for name, t in net.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
-    if bad:
-        raise OptionError(f'--weights {weights}: {len(bad)} tensor(s) hold NaN or inf values (e.g. {bad[0]}): a '
-                          'damaged or diverged checkpoint; nothing was restored')
 
 
 def without_earlier_outputs(files: List[Path], out_dir: Path, net) -> List[Path]:
@@ -114,15 +104,19 @@ def without_earlier_outputs(files: List[Path], out_dir: Path, net) -> List[Path]
     return rest
 
 
-def image_sizes(files: List[Path]) -> set:
-    """The distinct (height, width) of the readable ``files`` (headers only; unreadable files are reported later)."""
+def pass_sizes(files: List[Path], tile) -> set:
+    """The distinct (height, width) of the network's passes over the readable ``files`` (headers only): compiled
+    for one size when there is one, else with symbolic sizes, so that no image recompiles."""
     sizes = set()
     for path in files:
         try:
             header = read_header(path)
-        except ImageFileError:
+        except ImageFileError:  # reported when its turn comes
             continue
-        sizes.add((header.height, header.width))
+        if isinstance(tile, int):  # tiles of --tile N, or the whole image where it is smaller
+            sizes.add((min(header.height, tile), min(header.width, tile)))
+        else:
+            sizes.add((header.height, header.width))
     return sizes
 
 
@@ -188,12 +182,24 @@ def process(runner: Runner, items: list, args: argparse.Namespace, bar, failed: 
     # A single image is not stacked: a 2048x2048 input would be copied for nothing.
     batch = torch.from_numpy(arrays[0][None] if len(arrays) == 1 else np.stack(arrays)).permute(0, 3, 1, 2)
     tile = runner.tile_for(*arrays[0].shape[:2], items[0][0].name)
-    out = restore(runner.forward, batch.to(device=param.device, dtype=param.dtype), tile, args.tile_overlap,
-                  args.batch)
+    try:
+        out = restore(runner.forward, batch.to(device=param.device, dtype=param.dtype), tile, args.tile_overlap,
+                      args.batch)
+    except torch.OutOfMemoryError:
+        h, w = arrays[0].shape[:2]
+        for path, _, _ in items:
+            tqdm.write(f'{path}: {w}x{h} does not fit the memory of {param.device}'
+                       + (f' in tiles of {tile}' if tile else '') + '; use --tile auto (or a smaller --tile); skipped',
+                       file=sys.stderr)
+            failed.append(path.name)
+        bar.update(len(items))
+        return 0
     seconds = (time.perf_counter() - start) / len(items)
     written = 0
     for (path, target, (x, img)), result in zip(items, out):
-        if not torch.isfinite(result).all():  # never written: NaN and inf would be quantised to black or white
+        # Never written: NaN and inf would be quantised to black or white. A float32 sum carries any of them and
+        # allocates nothing the size of the output.
+        if not torch.isfinite(result.sum(dtype=torch.float32)):
             hint = '; float16 overflows where bfloat16 and float32 do not' if param.dtype == torch.float16 else ''
             tqdm.write(f'{path}: the output has NaN or inf values (weights {args.weights}{hint}); not written',
                        file=sys.stderr)

@@ -15,7 +15,7 @@ from typing import Iterator, Sequence
 from ..checkpoint import load_checkpoint, read_checkpoint
 from ..errors import OptionError, RamitError
 from ..fileio import exclusive_lock, make_folder
-from .runtime import set_threads
+from .runtime import launcher_rank, set_threads
 
 _RUNNERS_BUILT = itertools.count()
 
@@ -95,9 +95,9 @@ def build_runner(cfg):
 
 
 @contextlib.contextmanager
-def work_dir_lock(work_dir: str) -> Iterator[None]:
+def work_dir_lock(work_dir: str, launcher: str) -> Iterator[None]:
     """Hold ``<work_dir>/.lock`` in the first process: a second run into the same work dir is refused."""
-    if int(os.environ.get('RANK', '0')) != 0:
+    if launcher_rank(launcher) != 0:
         yield
         return
     make_folder(work_dir)
@@ -111,7 +111,7 @@ def run_train(args: argparse.Namespace, prog: str) -> int:
 
     cfg = load_config(args)
     check_data(cfg, ('train_dataloader', 'val_dataloader') if cfg.get('val_cfg') else ('train_dataloader',))
-    with work_dir_lock(cfg.work_dir):
+    with work_dir_lock(cfg.work_dir, args.launcher):
         if args.resume == 'auto':
             # Nothing saved yet: the run starts from the beginning, as mmengine's own --resume does.
             cfg.load_from = latest_resumable(cfg.work_dir)

@@ -1,7 +1,10 @@
 """What several commands share at run time: --threads, the device and the precision of the weights."""
 import argparse
 import os
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    import torch
 
 
 def set_threads(threads: Optional[int]) -> None:
@@ -17,7 +20,14 @@ def set_threads(threads: Optional[int]) -> None:
     os.environ['OMP_NUM_THREADS'] = str(threads)
 
 
-def select_device(name: str):
+def launcher_rank(launcher: str) -> int:
+    """This process's rank, before the launcher's process group exists (torchrun sets RANK, srun SLURM_PROCID)."""
+    if launcher == 'none':
+        return 0
+    return int(os.environ.get('RANK', os.environ.get('SLURM_PROCID', '0')))
+
+
+def select_device(name: str) -> 'torch.device':
     """'auto' -> CUDA if available else CPU; 'cuda' without a GPU is a one-line OptionError."""
     import torch
 
@@ -30,7 +40,7 @@ def select_device(name: str):
     return torch.device(name)
 
 
-def precision(args: argparse.Namespace):
+def precision(args: argparse.Namespace) -> 'torch.dtype':
     """The dtype --half / --bf16 ask for (float32 otherwise)."""
     from ..precision import PRECISIONS
 

@@ -9,7 +9,7 @@ from mmengine.model import BaseDataPreprocessor, BaseModel
 from mmengine.structures import BaseDataElement
 
 from ..archs.ramit_arch import RAMiT
-from ..checkpoint import load_checkpoint
+from ..checkpoint import CheckpointError, load_checkpoint
 from ..compilation import CompiledTraining, compile_options
 from ..data.errors import DatasetError
 from ..models.progressive import ProgressiveSchedule, crop_batch, stage_message
@@ -87,7 +87,8 @@ class RAMiTRestorer(BaseModel):
             # map onto 'generator.'); e.g. pretrained_exclude=('to_target.',) warm-starts x3/x4 from an x2 model.
             try:
                 load_checkpoint(self.generator, pretrained, exclude=pretrained_exclude)
-            except FileNotFoundError as err:  # e.g. the x2 model an x3/x4 config warm-starts from is not trained yet
+            # e.g. the x2 model an x3/x4 config warm-starts from is not trained yet, or is damaged
+            except (FileNotFoundError, CheckpointError) as err:
                 raise ValueError(f'model.pretrained: {err}') from None
         self.pixel_loss = MODELS.build(pixel_loss or dict(type='L1Loss'))
         if eval_multiple not in (None, self.generator.pad_unit):
@@ -109,7 +110,7 @@ class RAMiTRestorer(BaseModel):
         if self._compiled is None:
             self._compiled = CompiledTraining(self.generator, inputs.device, self.compile_opt['mode'],
                                               torch.distributed.is_initialized())
-            print_log(f'model.compile: training forward compiled with torch.compile (mode {self._compiled.mode})',
+            print_log(f'model.compile: training forward compiled with torch.compile (mode {self._compiled.label})',
                       logger='current')
         return self._compiled(inputs)
 

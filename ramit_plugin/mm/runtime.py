@@ -100,12 +100,17 @@ def latest_resumable(work_dir: str) -> Optional[str]:
 
     from ..errors import OptionError
 
+    if not os.path.isdir(work_dir):  # a first run (other ranks may look before the first creates it)
+        return None
     named = ''
     if os.path.isfile(os.path.join(work_dir, 'last_checkpoint')):
         with open(os.path.join(work_dir, 'last_checkpoint')) as f:
             named = f.read().strip()
     saved = sorted((int(m.group(1)), m.group(0)) for m in map(ITER_CHECKPOINT.fullmatch, os.listdir(work_dir)) if m)
-    candidates = list(dict.fromkeys([named] * bool(named) + [os.path.join(work_dir, n) for _, n in reversed(saved)]))
+    # Absolute paths: mmengine writes one into last_checkpoint while the work dir is often relative.
+    named = os.path.abspath(named) if named else ''
+    candidates = list(dict.fromkeys([named] * bool(named)
+                                    + [os.path.abspath(os.path.join(work_dir, n)) for _, n in reversed(saved)]))
     for path in candidates:
         try:
             read_resume_checkpoint(path)

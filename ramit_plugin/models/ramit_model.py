@@ -156,7 +156,7 @@ class RAMiTModel(SRModel):
         if options is not None:
             self.train_forward = CompiledTraining(self.net_g, self.device, options['mode'], self.opt['dist'])
             get_root_logger().info(f'train:compile: training forward compiled with torch.compile (mode '
-                                   f'{self.train_forward.mode}); the first iteration includes the compilation')
+                                   f'{self.train_forward.label}); the first iteration includes the compilation')
 
     def _setup_amp(self, amp: Optional[str]):
         """(autocast dtype or None, GradScaler or None) for train.amp = bf16 | fp16 | None."""
@@ -279,7 +279,7 @@ class RAMiTModel(SRModel):
 
     def _last_checkpoint_note(self) -> str:
         """Where the last good checkpoint is, for the NaN message."""
-        found = latest_checkpoint(self.opt['path']['models'], self.opt['path'].get('training_states'))
+        found = latest_checkpoint(self.opt['path']['models'], self.opt['path']['training_states'])
         if not found:
             return 'no checkpoint had been saved yet'
         return f'the last good checkpoint is {found[1]} (resume with --auto_resume)'
@@ -302,7 +302,8 @@ class RAMiTModel(SRModel):
             self.output = protocol_forward(bare, self.lq)
         net.train(was_training)
         if not torch.isfinite(self.output).all():
-            weights = self.opt['path'].get('pretrain_network_g') or 'the network being trained'
+            weights = ('the network being trained' if self.is_train
+                       else self.opt['path'].get('pretrain_network_g') or 'the network')
             raise NonFiniteOutputError(f'{self.lq_path or "an input"}: the output has NaN or inf values (weights: '
                                        f'{weights}); stopped before writing any image or metric for it')
 

@@ -93,7 +93,8 @@ def test_data_pipeline_against_synthetic_batches(tmp_path, capsys, monkeypatch):
         make_lmdb_from_imgs(str(folder), str(tmp_path / f'{side}.lmdb'), [f'{i}.png' for i in range(4)],
                             [str(i) for i in range(4)], n_thread=1)
     opt = dict(scale=2, manual_seed=0, datasets=dict(train=dict(
-        name='t', type='PairedImageDataset', dataroot_gt=str(tmp_path / 'hr.lmdb'), dataroot_lq=str(tmp_path / 'lr.lmdb'),
+        name='t', type='PairedImageDataset', dataroot_gt=str(tmp_path / 'hr.lmdb'),
+        dataroot_lq=str(tmp_path / 'lr.lmdb'),
         io_backend=dict(type='lmdb'), gt_size=32, use_hflip=True, use_rot=True, num_worker_per_gpu=0,
         batch_size_per_gpu=2, dataset_enlarge_ratio=1)))
     (tmp_path / 'opt.yml').write_text(yaml.safe_dump(opt))
@@ -117,7 +118,8 @@ def test_ntire_protocol_on_whole_images(reference_dir, datasets_dir, capsys):
     row = out[-1].split('|')
     assert row[1].strip().startswith('5 (') and float(row[2]) > 0
     net = RAMiT('RAMiT-slimSR', 'sr', 4)
-    assert float(row[5]) == round(count_macs(net, 256, 256) / 1e9, 2) and float(row[6]) == round(count_params(net) / 1e6, 3)
+    assert float(row[5]) == round(count_macs(net, 256, 256) / 1e9, 2) \
+        and float(row[6]) == round(count_params(net) / 1e6, 3)
     assert main(['--protocol', 'ntire']) == 2
     assert 'needs --images DIR' in capsys.readouterr().err
 

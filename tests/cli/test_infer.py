@@ -158,7 +158,7 @@ def test_names_that_collide_get_their_extension_or_are_refused(weights, tmp_path
                  '--weights', str(weights)]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         f"ramit infer: error: {src / 'b.png'} and {tmp_path / 'other' / 'b.png'} would both be written as "
-        'b_RAMiT_x2.png; rename one or restore them in separate runs']
+        'b_png_RAMiT_x2.png; rename one or restore them in separate runs']
     assert not (tmp_path / 'o2').exists()
 
 
@@ -280,10 +280,14 @@ def test_non_finite_weights_or_outputs_are_never_written(tiny_weights, tmp_path,
     state['shallow.conv.weight'][0, 0, 0, 0] = float('nan')
     torch.save(state, tmp_path / 'nan.pth')
     assert main(['-i', str(src), '-o', str(tmp_path / 'o'), '--weights', str(tmp_path / 'nan.pth')]) == 2
-    assert capsys.readouterr().err == (f"ramit infer: error: --weights {tmp_path / 'nan.pth'}: 1 tensor(s) hold NaN "
-                                       'or inf values (e.g. shallow.conv.weight): a damaged or diverged checkpoint; '
-                                       'nothing was restored\n')
+    nan_error = (f"{tmp_path / 'nan.pth'}: 1 tensor(s) hold NaN or inf values (e.g. shallow.conv.weight): a damaged "
+                 'or diverged checkpoint\n')
+    assert capsys.readouterr().err == 'ramit infer: error: ' + nan_error
     assert not (tmp_path / 'o').exists()
+    # The same check for every command that builds the network: no NaN model file, no NaN ONNX model.
+    assert ramit(['convert', str(tmp_path / 'nan.pth'), str(tmp_path / 'nan.safetensors')], prog='ramit') == 2
+    assert capsys.readouterr().err == 'ramit convert: error: ' + nan_error
+    assert not (tmp_path / 'nan.safetensors').exists()
 
     # Finite weights can still give inf (float16 overflow): such an output is reported, never written as an image.
     import ramit_plugin.cli.infer as infer
@@ -343,6 +347,27 @@ def test_a_full_disk_ends_the_run_with_one_line_and_no_partial_file(tiny_weights
     assert err == (f"ramit infer: error: {tmp_path / 'o' / 'x_RAMiT_x2.png'}: cannot be written (No space left on "
                    'device); nothing was left half-written')
     assert list((tmp_path / 'o').iterdir()) == []
+
+
+def test_an_image_that_does_not_fit_the_memory_is_skipped_by_name(tiny_weights, tmp_path, capsys, monkeypatch):
+    import ramit_plugin.cli.infer as infer
+
+    cv2.imwrite(str(tmp_path / 'big.png'), smooth(16, 24, 3, 0))
+    cv2.imwrite(str(tmp_path / 'small.png'), smooth(8, 8, 3, 1))
+
+    def out_of_memory(net, batch, *args):
+        if batch.shape[-1] == 24:
+            raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 24.00 GiB')
+        return restore(net, batch, *args)
+
+    monkeypatch.setattr(infer, 'restore', out_of_memory)
+    assert main(['-i', str(tmp_path / 'big.png'), str(tmp_path / 'small.png'), '-o', str(tmp_path / 'o'),
+                 '--weights', str(tiny_weights)]) == 1
+    captured = capsys.readouterr()
+    assert (f"{tmp_path / 'big.png'}: 24x16 does not fit the memory of cpu; use --tile auto (or a smaller --tile); "
+            'skipped') in captured.err
+    assert 'Traceback' not in captured.err
+    assert sorted(p.name for p in (tmp_path / 'o').iterdir()) == ['small_RAMiT_x2.png']
 
 
 def test_output_folder_inside_the_input_folder_is_not_restored_again(tiny_weights, tmp_path, capsys):
