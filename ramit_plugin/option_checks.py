@@ -25,7 +25,8 @@ from .compilation import compile_options
 from .errors import OptionError, RamitError
 from .image_files import IMAGE_EXTENSIONS, check_lmdb, is_image_name, read_header, read_meta_info
 from .models.progressive import ProgressiveSchedule
-from .models.ramit_model import AMP_DTYPES, OPTIMIZERS, WARM_START_TRAINED
+from .models.ramit_model import OPTIMIZERS, WARM_START_TRAINED
+from .precision import amp_dtype
 
 SCHEDULERS = ('MultiStepLR', 'MultiStepRestartLR', 'CosineAnnealingRestartLR')  # what basicsr 1.4.2 builds
 # --force_yml may add a key the file leaves out only where it is an argument of what the section builds (checked
@@ -199,12 +200,11 @@ def check_train_options(opt: dict, train_opt: dict, fail, loss_registry) -> None
         if not isinstance(spec, dict) or spec.get('type') not in loss_registry:
             kind = spec.get('type') if isinstance(spec, dict) else spec
             fail(f'train:{key}:type', f"unknown loss {kind!r}; valid: {', '.join(sorted(loss_registry.keys()))}")
-    if train_opt.get('amp') not in (None, False, 'none', 'fp32', *AMP_DTYPES):
-        fail('train:amp', f"{train_opt['amp']!r} is not supported; valid: {', '.join(AMP_DTYPES)}")
-    try:
-        compile_options(train_opt.get('compile'), 'train:compile')
-    except ValueError as err:
-        fail('train:compile', str(err).replace('train:compile: ', '', 1))
+    for key, check in (('amp', amp_dtype), ('compile', compile_options)):
+        try:
+            check(train_opt.get(key), f'train:{key}')
+        except ValueError as err:
+            fail(f'train:{key}', str(err).replace(f'train:{key}: ', '', 1))
     if train_opt.get('warm_start_iter') and not opt['path'].get('pretrain_network_g'):
         fail('train:warm_start_iter', 'needs path:pretrain_network_g (the x2 model whose weights, except '
                                       'to_target.*, start the run)')

@@ -34,7 +34,7 @@ from ..checkpoint import (METADATA_KEY, config_metadata, load_checkpoint, mismat
 from ..compilation import CompiledTraining, cache_report, compile_options
 from ..errors import RunError
 from ..fileio import atomic_output
-from ..precision import AMP_DTYPES
+from ..precision import amp_dtype
 from ..protocol import protocol_forward
 from ..random_state import capture_all_ranks, preserved, restore_own_rank
 from .progressive import ProgressiveSchedule, crop_batch, stage_message
@@ -160,13 +160,9 @@ class RAMiTModel(SRModel):
 
     def _setup_amp(self, amp: Optional[str]):
         """(autocast dtype or None, GradScaler or None) for train.amp = bf16 | fp16 | None."""
-        if amp in (None, False, 'none', 'fp32'):
-            return None, None
-        if amp not in AMP_DTYPES:
-            raise ValueError(f"train:amp: {amp!r} is not supported; valid: {', '.join(AMP_DTYPES)} (or leave it out)")
+        dtype = amp_dtype(amp, 'train:amp')
         # The scaler keeps float16 gradients from underflowing; bfloat16 has float32's range and needs none.
-        scaler = torch.amp.GradScaler(self.device.type) if amp == 'fp16' else None
-        return AMP_DTYPES[amp], scaler
+        return dtype, torch.amp.GradScaler(self.device.type) if dtype == torch.float16 else None
 
     def get_optimizer(self, optim_type: str, params, lr: float, **kwargs) -> torch.optim.Optimizer:
         """Adam or AdamW (basicsr 1.4.2 knows only Adam)."""

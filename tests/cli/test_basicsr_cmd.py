@@ -183,6 +183,8 @@ BAD_OPTIONS = {
                         "unknown variant 'RAMiT-2'; valid variants: RAMiT, RAMiT-1, RAMiT-slimSR, RAMiT-slimLLE"),
     'unknown loss': (lambda o, d, t: o['train'].update(fft_opt=dict(type='FourierLoss')),
                      "train:fft_opt:type: unknown loss 'FourierLoss'; valid: "),
+    'unknown amp': (lambda o, d, t: o['train'].update(amp='fp8'),
+                    "train:amp: 'fp8' is not supported; valid: bf16, fp16 (or leave it out)"),
     'unknown compile mode': (lambda o, d, t: o['train'].update(compile='fastest'),
                              "train:compile: 'fastest' is not valid; use true, false, one of auto, default, "),
     'warm start without pretrain': (lambda o, d, t: o['train'].update(warm_start_iter=10),
