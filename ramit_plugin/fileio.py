@@ -114,8 +114,7 @@ def remove_stale_parts(folder: PathLike) -> List[str]:
         return []
     stale = sorted(name for name in os.listdir(folder) if PART_NAME.match(name))
     for name in stale:
-        with contextlib.suppress(FileNotFoundError):  # another process of the run was first
-            os.unlink(os.path.join(folder, name))
+        os.unlink(os.path.join(folder, name))
     return stale
 
 
