@@ -125,7 +125,7 @@ def check_outputs(overwrite: bool, inputs: Sequence[Tuple[str, Path]], outputs: 
 
 
 @contextmanager
-def staged_output(output: Path) -> Iterator[Path]:
+def staged_output(output: Path, overwrite: bool) -> Iterator[Path]:
     """Yield a not-yet-existing path beside `output`; on success it replaces `output`, on failure it vanishes.
 
     The caller has checked `output` with check_outputs (what --overwrite may replace).
@@ -210,7 +210,7 @@ def make_lmdb(input_dir: Path, output: Path, overwrite: bool = False, compress_l
             raise DataPrepError(f'{path}: {key!r} cannot be an LMDB key: BasicSR needs ASCII names without '
                                 'spaces or dots before the extension; rename the file')
     headers = read_headers(paths)
-    with staged_output(output) as target:
+    with staged_output(output, overwrite) as target:
         maker = LmdbMaker(str(target), map_size=lmdb_map_size(headers), compress_level=compress_level)
         items = [(p, k, compress_level) for p, k in zip(paths, keys)]
         try:
@@ -282,8 +282,8 @@ def make_lr(input_dir: Path, output: Path, scale: int, overwrite: bool = False, 
     for header in read_headers(paths):
         if header.height < scale or header.width < scale:
             raise DataPrepError(f'{header.path}: {header.width}x{header.height} is smaller than --scale {scale}')
-    with staged_output(output) as lr_dir, \
-            _optional_stage(hr_output) as hr_dir:
+    with staged_output(output, overwrite) as lr_dir, \
+            _optional_stage(hr_output, overwrite) as hr_dir:
         lr_dir.mkdir()
         if hr_dir is not None:
             hr_dir.mkdir()
@@ -295,12 +295,12 @@ def make_lr(input_dir: Path, output: Path, scale: int, overwrite: bool = False, 
 
 
 @contextmanager
-def _optional_stage(output: Optional[Path]) -> Iterator[Optional[Path]]:
+def _optional_stage(output: Optional[Path], overwrite: bool) -> Iterator[Optional[Path]]:
     """staged_output for an optional output; yields None when there is none."""
     if output is None:
         yield None
         return
-    with staged_output(output) as target:
+    with staged_output(output, overwrite) as target:
         yield target
 
 
@@ -343,7 +343,7 @@ def extract_subimages(input_dir: Path, output: Path, crop_size: int = 480, step:
                                 f'--crop-size {crop_size}')
     # As BasicSR's script, LR names lose their x<scale> so LR and HR sub-images share names (and LMDB keys).
     names = image_keys(paths, input_dir)
-    with staged_output(output) as out_dir:
+    with staged_output(output, overwrite) as out_dir:
         out_dir.mkdir()
         items = [(p, out_dir, n, crop_size, step, thresh_size, compress_level) for p, n in zip(paths, names)]
         return sum(run_parallel(_extract_file, items, n_thread, desc='Extract'))
