@@ -1,4 +1,5 @@
-"""Dispatch `ramit` / `basicsr` commands: parse first (fast, stdlib only), then import and run the implementation.
+"""Dispatch `ramit` / `basicsr` commands: parse (standard library), check the arguments and inputs (light modules),
+then import and run the implementation.
 
 A RamitError from any command is printed here, once, as ``<prog>: error: <message>`` on stderr, and its exit
 code (2 for bad input, 1 for a failed run) is returned.
@@ -12,40 +13,45 @@ from . import parsers
 
 
 class Command(NamedTuple):
-    """A command: its parser, where its implementation lives (module, function) and one line of help."""
+    """A command: its parser, its light argument check (``prechecks``), where its implementation lives (module,
+    function) and one line of help."""
 
     parser: Callable
+    precheck: Optional[str]
     module: str
     function: str
     help: str
 
 
 COMMANDS = {
-    'train': Command(parsers.train_parser, 'ramit_plugin.cli.basicsr_cmd', 'run_train',
-                     "train with BasicSR's train_pipeline from an option YAML"),
-    'test': Command(parsers.test_parser, 'ramit_plugin.cli.basicsr_cmd', 'run_test',
-                    "test with BasicSR's test_pipeline from an option YAML"),
-    'demo': Command(parsers.demo_parser, 'ramit_plugin.cli.demo', 'run',
+    'train': Command(parsers.train_parser, 'basicsr_train', 'ramit_cli.basicsr_commands', 'run_train',
+                     "train with BasicSR's pipeline from an option YAML"),
+    'test': Command(parsers.test_parser, 'basicsr_test', 'ramit_cli.basicsr_commands', 'run_test',
+                    "test with BasicSR's pipeline from an option YAML"),
+    'demo': Command(parsers.demo_parser, 'demo', 'ramit_cli.demo', 'run',
                     'build a small dataset from bundled photos, train and validate RAMiT'),
-    'make-lmdb': Command(parsers.make_lmdb_parser, 'ramit_plugin.cli.data_prep', 'run_make_lmdb',
+    'make-lmdb': Command(parsers.make_lmdb_parser, 'data_prep', 'ramit_cli.data_prep', 'run_make_lmdb',
                          'pack an image folder (or LQ/GT pair) into LMDB'),
-    'make-lr': Command(parsers.make_lr_parser, 'ramit_plugin.cli.data_prep', 'run_make_lr',
+    'make-lr': Command(parsers.make_lr_parser, 'data_prep', 'ramit_cli.data_prep', 'run_make_lr',
                        'MATLAB-style bicubic downscaling of an HR folder'),
-    'extract-subimages': Command(parsers.extract_subimages_parser, 'ramit_plugin.cli.data_prep',
+    'extract-subimages': Command(parsers.extract_subimages_parser, 'data_prep', 'ramit_cli.data_prep',
                                  'run_extract_subimages', 'crop DIV2K-style images into overlapping sub-images'),
-    'infer': Command(parsers.infer_parser, 'ramit_plugin.cli.infer', 'run',
+    'infer': Command(parsers.infer_parser, 'infer', 'ramit_cli.infer', 'run',
                      'restore your own images with any RAMiT checkpoint (tiled, any size)'),
-    'models': Command(parsers.models_parser, 'ramit_plugin.cli.models', 'run',
+    'models': Command(parsers.models_parser, None, 'ramit_cli.models', 'run',
                       'list the published checkpoints and whether they are cached'),
-    'export': Command(parsers.export_parser, 'ramit_plugin.cli.export', 'run', 'export a RAMiT checkpoint to ONNX'),
-    'convert': Command(parsers.convert_parser, 'ramit_plugin.cli.convert', 'run',
+    'export': Command(parsers.export_parser, 'export', 'ramit_cli.export', 'run',
+                      'export a RAMiT checkpoint to ONNX (the evaluation protocol in the graph)'),
+    'convert': Command(parsers.convert_parser, 'convert', 'ramit_cli.convert', 'run',
                        'write a RAMiT checkpoint as .safetensors with its network description (no flags needed later)'),
-    'bench': Command(parsers.bench_parser, 'ramit_plugin.cli.bench', 'run',
-                     'latency, memory, parameters and multiply-adds'),
-    'mm-train': Command(parsers.mm_train_parser, 'ramit_plugin.cli.mm', 'run_train',
+    'bench': Command(parsers.bench_parser, 'bench', 'ramit_cli.bench', 'run',
+                     'latency per backend, memory, parameters and multiply-adds'),
+    'mm-train': Command(parsers.mm_train_parser, 'mm', 'ramit_cli.mm', 'run_train',
                         "train with mmengine's Runner from a Python config"),
-    'mm-test': Command(parsers.mm_test_parser, 'ramit_plugin.cli.mm', 'run_test',
+    'mm-test': Command(parsers.mm_test_parser, 'mm', 'ramit_cli.mm', 'run_test',
                        "test with mmengine's Runner from a Python config"),
+    'hook': Command(parsers.hook_parser, None, 'ramit_cli.hook', 'run',
+                    'opt-in start-up hook: RAMiT in every spandrel host (chaiNNer), plain `import basicsr` works'),
 }
 
 
@@ -72,10 +78,12 @@ def main(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:
     command = COMMANDS[name]
     prog = f'{prog} {name}'
     args = command.parser(prog).parse_args(rest)  # --help and usage errors exit here, before any heavy import
-    run = getattr(importlib.import_module(command.module), command.function)
-    from ramit_plugin.errors import RamitError
+    from ramit.errors import RamitError
 
     try:
+        if command.precheck:
+            getattr(importlib.import_module('ramit_cli.prechecks'), command.precheck)(args)
+        run = getattr(importlib.import_module(command.module), command.function)
         return int(run(args, prog) or 0)
     except RamitError as err:
         print(f'{prog}: error: {err}', file=sys.stderr)

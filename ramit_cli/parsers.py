@@ -1,22 +1,20 @@
-"""The argument parsers of every `ramit` / `basicsr` command: the standard library only, so `--help` and argument
-errors answer without importing torch, basicsr or mmengine. Each command's implementation (ramit_plugin.cli.*)
-receives the parsed namespace."""
+"""The argument parsers of every `ramit` / `basicsr` command: the standard library and ``ramit.hparams`` only, so
+`--help` and argument errors answer without importing torch, basicsr or mmengine. Each command's implementation
+(``ramit_cli.<command>``) receives the parsed namespace."""
 import argparse
 import os
 from pathlib import Path
 from typing import Union
 
-# The names ramit_plugin.archs.ramit_arch defines (VARIANTS, TASKS), repeated here so that parsing needs no torch;
-# tests/cli/test_front_end.py checks that they agree.
-VARIANT_NAMES = ('RAMiT', 'RAMiT-1', 'RAMiT-slimSR', 'RAMiT-slimLLE')
-TASK_NAMES = ('sr', 'dn', 'graydn', 'lle', 'dr')
-# ramit_plugin.compilation.MODES, repeated for the same reason (checked by the same test).
-COMPILE_MODES = ('auto', 'default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
-LAUNCHERS = ('none', 'pytorch', 'slurm')
+from ramit.hparams import COMPILE_MODES, TASKS, VARIANTS
 
-BASICSR_NOTES = """\
-BasicSR's option keys apply (see the option files in options/). Paths in the file are relative to the
-current directory; experiments/, tb_logger/ and results/ are written there.
+LAUNCHERS = ('none', 'pytorch', 'slurm')
+OPTION_FILES = ('the shipped option files are in the repository\'s options/ folder and, installed, in '
+                'ramit_plugin/options (python -c "import ramit_plugin.resources as r; print(r.options_dir())")')
+
+TRAIN_NOTES = f"""\
+BasicSR's option keys apply (reference: docs/options.md; {OPTION_FILES}). Paths in the file are relative
+to the current directory; experiments/ and tb_logger/ are written there.
 
 distributed training (GPUs use NCCL, CPU-only machines gloo):
   torchrun --nproc_per_node=2 $(which basicsr) train -opt X.yml --launcher pytorch
@@ -24,6 +22,13 @@ resume the last saved state of an experiment:
   basicsr train -opt X.yml --auto_resume
 override options without editing the file:
   basicsr train -opt X.yml --force_yml train:total_iter=1000 datasets:train:batch_size_per_gpu=8
+"""
+TEST_NOTES = f"""\
+BasicSR's option keys apply (reference: docs/options.md; {OPTION_FILES}). Paths in the file are relative
+to the current directory; results/<name>/ (log, metrics, images with val: save_img) is written there.
+
+override options without editing the file:
+  basicsr test -opt X.yml --force_yml path:pretrain_network_g=my_model.pth
 """
 INFER_DESCRIPTION = """Restore images with a RAMiT checkpoint (a file or a published name such as RAMiT-1_X2).
 
@@ -65,7 +70,7 @@ def non_negative_int(text: str) -> int:
 
 
 def add_threads(parser: argparse.ArgumentParser, default=None, help_text: str = '') -> None:
-    """--threads N: torch and OpenCV threads of the command (ramit_plugin.cli.runtime.set_threads)."""
+    """--threads N: torch and OpenCV threads of the command (ramit_cli.runtime.set_threads)."""
     parser.add_argument('--threads', type=positive_int, default=default, metavar='N',
                         help=help_text or 'torch and OpenCV threads (default: all cores, as torch decides); on a '
                                           'busy machine fewer threads than free cores is much faster')
@@ -76,8 +81,8 @@ def basicsr_parser(prog: str, is_train: bool) -> argparse.ArgumentParser:
     """`basicsr train` / `basicsr test`: basicsr's parse_options, with help text and --threads."""
     verb = 'Train' if is_train else 'Test'
     parser = argparse.ArgumentParser(
-        prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=BASICSR_NOTES,
-        description=f"{verb} with BasicSR's {'train' if is_train else 'test'}_pipeline from an option YAML, with "
+        prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=TRAIN_NOTES if is_train else TEST_NOTES,
+        description=f"{verb} with BasicSR's {'train' if is_train else 'test'} pipeline from an option YAML, with "
                     'the RAMiT plugin registered (network_g type RAMiT, model_type RAMiTModel).')
     parser.add_argument('-opt', required=True, metavar='X.yml', help='option YAML file')
     parser.add_argument('--launcher', choices=LAUNCHERS, default='none',
@@ -86,8 +91,9 @@ def basicsr_parser(prog: str, is_train: bool) -> argparse.ArgumentParser:
         parser.add_argument('--auto_resume', action='store_true',
                             help='continue exactly where the newest complete checkpoint in experiments/<name> left '
                                  'off (same samples, augmentations and random draws)')
-    parser.add_argument('--debug', action='store_true',
-                        help="prefix the name with debug_: validate every 8 iterations, log every one, no tensorboard")
+        parser.add_argument('--debug', action='store_true',
+                            help='prefix the name with debug_: validate every 8 iterations, log every one, no '
+                                 'tensorboard')
     parser.add_argument('--local_rank', '--local-rank', dest='local_rank', type=int, default=0,
                         help='set by torch.distributed.launch; torchrun passes it in the environment instead')
     parser.add_argument('--force_yml', nargs='+', default=None, metavar='KEY:SUB=VALUE',
@@ -189,7 +195,7 @@ def add_precision(parser: argparse.ArgumentParser) -> None:
 
 
 def add_compile(parser: argparse.ArgumentParser, what: str) -> None:
-    """--compile [MODE]: torch.compile (ramit_plugin.compilation; 'auto' records CUDA graphs on CUDA)."""
+    """--compile [MODE]: torch.compile (ramit.compilation; 'auto' records CUDA graphs on CUDA)."""
     parser.add_argument('--compile', nargs='?', const='auto', choices=COMPILE_MODES, metavar='MODE',
                         help=f"{what} with torch.compile; MODE one of {', '.join(COMPILE_MODES)} (default auto: "
                              'CUDA graphs on CUDA). The first call of each input size compiles (minutes on a CPU, '
@@ -199,8 +205,8 @@ def add_compile(parser: argparse.ArgumentParser, what: str) -> None:
 
 def add_checkpoint_checks(parser: argparse.ArgumentParser) -> None:
     """--variant / --task / --scale, checked against (or, for the task, completing) what the checkpoint holds."""
-    parser.add_argument('--variant', choices=VARIANT_NAMES, help='check the checkpoint is this variant')
-    parser.add_argument('--task', choices=TASK_NAMES,
+    parser.add_argument('--variant', choices=tuple(VARIANTS), help='check the checkpoint is this variant')
+    parser.add_argument('--task', choices=tuple(TASKS),
                         help='task; needed for 3-channel scale-1 checkpoints whose file does not say it')
     parser.add_argument('--scale', type=int, choices=(1, 2, 3, 4), help='check the checkpoint has this scale')
 
@@ -223,6 +229,9 @@ def infer_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument('--max-memory', type=positive_int, metavar='MIB',
                    help='with --tile auto: plan for at most this much memory instead of what is free')
     p.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'), help='device (auto)')
+    p.add_argument('--backend', default='auto', choices=('auto', 'torch', 'onnxruntime'),
+                   help='auto: onnxruntime for float32 on the CPU (faster there; the model is exported once and '
+                        'cached), PyTorch otherwise; the outputs agree within 1e-4')
     add_precision(p)
     add_compile(p, 'run the network')
     p.add_argument('--batch', type=positive_int, default=1, metavar='B',
@@ -241,9 +250,10 @@ def models_parser(prog: str) -> argparse.ArgumentParser:
 
 def export_parser(prog: str) -> argparse.ArgumentParser:
     """`ramit export`."""
-    p = argparse.ArgumentParser(prog=prog, description='Export a RAMiT checkpoint to ONNX (dynamic batch, '
-                                'height and width; any size works, the graph pads internally) and check it '
-                                'against PyTorch with onnxruntime.')
+    p = argparse.ArgumentParser(prog=prog, description='Export a RAMiT checkpoint to ONNX with the evaluation '
+                                'protocol in the graph (mirror padding to the padding unit, crop back; dynamic '
+                                'batch, height and width), and write it only after onnxruntime gives what '
+                                '`ramit infer` gives on photos.')
     p.add_argument('--weights', required=True, help='checkpoint file or published model name')
     p.add_argument('--onnx', required=True, type=Path, help='output .onnx file')
     p.add_argument('--opset', type=int, default=17, help='ONNX opset (17)')
@@ -253,7 +263,8 @@ def export_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument('--tolerance', type=float, default=None,
                    help='max allowed |onnx - torch| (1e-4; with --half 2/255 at the 99th percentile and 8/255 '
                         'at most, in output units)')
-    p.add_argument('--no-check', action='store_true', help='skip the onnxruntime comparison')
+    p.add_argument('--check-images', nargs='+', metavar='IMAGE',
+                   help='photos to check the export on (default: two small photos shipped with the package)')
     return p
 
 
@@ -285,8 +296,8 @@ def bench_parser(prog: str) -> argparse.ArgumentParser:
     """`ramit bench`."""
     p = argparse.ArgumentParser(prog=prog, description=BENCH_DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--variant', default='RAMiT-1', choices=VARIANT_NAMES)
-    p.add_argument('--task', choices=TASK_NAMES, help='task (default: sr; with --weights, needed only where the '
+    p.add_argument('--variant', default='RAMiT-1', choices=tuple(VARIANTS))
+    p.add_argument('--task', choices=tuple(TASKS), help='task (default: sr; with --weights, needed only where the '
                                                         'checkpoint does not tell it)')
     p.add_argument('--scale', type=int, help='SR scale (2 for sr; 1 otherwise)')
     p.add_argument('--weights', metavar='W',
@@ -297,6 +308,9 @@ def bench_parser(prog: str) -> argparse.ArgumentParser:
     add_precision(p)
     add_compile(p, 'also time the fast path')
     p.add_argument('--no-reference', action='store_true', help='skip the reference path')
+    p.add_argument('--backends', default='torch,onnxruntime',
+                   help='backends to time side by side: torch (reference, fast, compiled) and onnxruntime '
+                        '(float32/float16, when installed) (torch,onnxruntime)')
     p.add_argument('--batch', type=positive_int, default=None,
                    help='images per forward pass (1), or per training step with --train (32)')
     p.add_argument('--warmup', type=int, default=None, help='untimed calls or steps before timing (1; --train 3)')
@@ -352,4 +366,15 @@ def mm_test_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument('--checkpoint', required=True,
                         help="weights: the authors' raw state dict, a BasicSR or an mmengine checkpoint, or a "
                              '.safetensors file')
+    return parser
+
+
+def hook_parser(prog: str) -> argparse.ArgumentParser:
+    """`ramit hook`."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description='The opt-in start-up hook (a .pth file in this environment\'s site-packages): when an '
+        'application imports spandrel (chaiNNer, any spandrel host), RAMiT is registered in it, and a plain '
+        '`import basicsr` works on current torchvision. It costs an interpreter that never imports them well under '
+        'a millisecond.')
+    parser.add_argument('action', choices=('install', 'remove', 'status'))
     return parser

@@ -1,15 +1,17 @@
-"""ramit-plugin: the RAMiT restoration network as a BasicSR plugin, also registered into mmengine (and into spandrel
-when it is installed)."""
+"""ramit-plugin's adapters: ``import ramit_plugin`` registers RAMiT, RAMiTModel, the datasets and the losses in
+BasicSR's registries; mmengine finds RAMiT's parts in its ``ramit_plugin`` scope (``ramit_plugin.registry``, filled
+on first use); spandrel, when installed, gets the RAMiT architecture (``ramit_spandrel``).
+
+The network and everything that runs it is ``ramit``, which imports no training framework.
+"""
 import importlib.util
 
-from . import compat  # noqa: F401  (must run before anything imports basicsr)
-from .archs import RAMiT, resolve_config  # noqa: F401
-from .checkpoint import describe_state_dict, infer_config, load_checkpoint, read_checkpoint  # noqa: F401
-from .complexity import count_macs, count_params  # noqa: F401
-from . import data, losses  # noqa: F401
-from . import models  # noqa: F401
+from ramit import __version__  # noqa: F401
+from ramit_hook import alias_functional_tensor
+
+alias_functional_tensor()  # before basicsr is first imported: basicsr 1.4.2 needs it on current torchvision
+
+from . import archs, data, losses, models  # noqa: E402,F401  (registers in BasicSR's registries)
 
 if importlib.util.find_spec('spandrel') is not None:
-    from . import spandrel  # noqa: F401  (registers RAMiT in spandrel.MAIN_REGISTRY: chaiNNer, ComfyUI)
-
-__version__ = '0.1.0'
+    import ramit_spandrel  # noqa: E402,F401  (RAMiT in spandrel.MAIN_REGISTRY: chaiNNer, ComfyUI)

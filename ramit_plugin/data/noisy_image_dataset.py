@@ -1,20 +1,19 @@
 """Clean images plus Gaussian noise for colour and gray denoising (blind noise to train, the paper's noise to test)."""
 from typing import Dict, Optional
 
-import cv2
 import numpy as np
 import torch
 from basicsr.data.transforms import augment, paired_random_crop
 from basicsr.utils import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
+from torch.utils import data
 
-from .errors import DatasetError
-from .file_list import FileClientDataset, dataset_label, list_images, lmdb_client_opts
-from .noise import check_sigma, check_sigma_range, random_sigma_noise, reference_noise, rgb_to_gray
+from ramit.datasets import DatasetError, ImageSource, as_rgb, dataset_label, image_index, rgb_to_gray, to_unit_range
+from ramit.noise import check_sigma, check_sigma_range, random_sigma_noise, reference_noise
 
 
 @DATASET_REGISTRY.register()
-class NoisyImageDataset(FileClientDataset):
+class NoisyImageDataset(data.Dataset):
     """Clean images from ``dataroot_gt`` (disk folder, searched recursively, or LMDB; optional ``meta_info_file``).
 
     Returns dict(lq=clean + noise, gt=clean, lq_path, gt_path), RGB (or, with ``gray: true``, OpenCV RGB2GRAY)
@@ -46,8 +45,9 @@ class NoisyImageDataset(FileClientDataset):
             if 'sigma' not in opt:
                 raise DatasetError(f'{label}: set sigma (e.g. 25) for the evaluation noise')
             self.sigma = check_sigma(opt['sigma'], f'{label}: sigma')
-        self.io_backend_opt = lmdb_client_opts(opt.get('io_backend'), [opt['dataroot_gt']], ['gt'])
-        self.paths = list(list_images(opt['dataroot_gt'], self.io_backend_opt['type'], f'{label}: dataroot_gt',
+        backend = (opt.get('io_backend') or {}).get('type', 'disk')
+        self.source = ImageSource(backend, {'gt': opt['dataroot_gt']}, label)
+        self.paths = list(image_index(opt['dataroot_gt'], backend, f'{label}: dataroot_gt',
                                       opt.get('meta_info_file')).values())
         self._generator: Optional[torch.Generator] = None
         self._generator_seed: Optional[int] = None
@@ -65,9 +65,9 @@ class NoisyImageDataset(FileClientDataset):
         return self._generator
 
     def _read_clean(self, path: str) -> np.ndarray:
-        """uint8 [H, W, C] RGB, or [H, W, 1] gray with OpenCV's RGB2GRAY on uint8 (the paper's gray sets)."""
-        img = cv2.cvtColor(self.read_image(path, 'gt', False), cv2.COLOR_BGR2RGB)
-        return rgb_to_gray(img)[..., None] if self.gray else img
+        """float32 [H, W, C] in [0, 1]: RGB, or [H, W, 1] gray with OpenCV's RGB2GRAY on the integers."""
+        img = as_rgb(self.source.read(path, 'gt'), self.label, path)
+        return to_unit_range(rgb_to_gray(img)[..., None] if self.gray else img)
 
     def __getitem__(self, index: int) -> Dict[str, object]:
         path = self.paths[index]
@@ -75,7 +75,7 @@ class NoisyImageDataset(FileClientDataset):
         if self.train:
             img, _ = paired_random_crop(img, img, self.opt['gt_size'], 1, path)  # basicsr's crop, one image
             img = augment(np.ascontiguousarray(img), self.opt.get('use_hflip', False), self.opt.get('use_rot', False))
-        clean = img2tensor(np.ascontiguousarray(img).astype(np.float32) / 255.0, bgr2rgb=False, float32=True)
+        clean = img2tensor(np.ascontiguousarray(img), bgr2rgb=False, float32=True)
         if self.train:
             noise, _ = random_sigma_noise(clean.shape, self.sigma_range, self._noise_generator())
         else:

@@ -1,3 +1,8 @@
-"""Losses basicsr 1.4.2 lacks (frequency-domain L1, SSIM), registered in its LOSS_REGISTRY on import."""
-from .fft_loss import FFTLoss  # noqa: F401
-from .ssim_loss import SSIMLoss  # noqa: F401
+"""The losses basicsr 1.4.2 lacks (``ramit.losses``: FFTLoss, SSIMLoss) in its LOSS_REGISTRY (importing registers
+them)."""
+from basicsr.utils.registry import LOSS_REGISTRY
+
+from ramit.losses import FFTLoss, SSIMLoss
+
+for _loss in (FFTLoss, SSIMLoss):
+    LOSS_REGISTRY.register(_loss)

@@ -5,4 +5,5 @@ mmengine imports it on demand (the registries' ``locations``); see ``options/mme
 from . import datasets, hooks, losses, metrics, restorer, transforms  # noqa: F401
 from .runtime import allow_mmengine_checkpoints
 
+# mmengine's Runner loads its own checkpoints with torch.load's weights_only default (torch >= 2.6).
 allow_mmengine_checkpoints()

@@ -1,28 +1,26 @@
 """Datasets in mmengine's DATASETS: paired SR, paired LLE/DR and noisy-clean denoising, from folders or LMDB.
 
-They list, pair and read images exactly like the plugin's BasicSR datasets (``ramit_plugin.data``: recursive
-folders or LMDB through BasicSR's FileClient, pairing templates, one-line errors), but follow mmengine's
+They list, pair and read images with the same framework-neutral code as the plugin's BasicSR datasets
+(``ramit.datasets``: recursive folders or LMDB, pairing templates, one-line errors), but follow mmengine's
 ``BaseDataset`` conventions (``data_root`` + ``data_prefix``, ``pipeline``, ``test_mode``). Samples enter the
 pipeline as float32 RGB (or gray) [H, W, C] arrays in [0, 1] under 'gt' and 'lq'.
 """
 import os
 from typing import Callable, Iterator, List, Optional, Sequence, Union
 
-import cv2
 import numpy as np
 from mmengine.dataset import BaseDataset, InfiniteSampler
 
-from ..data.errors import DatasetError
-from ..data.file_list import FileClientDataset, list_images, lmdb_client_opts
-from ..data.noise import rgb_to_gray
-from ..data.paired_restoration_dataset import pair_images, pairing_templates
-from ..random_state import SampleKey, sample_seed, seeded
+from ramit.datasets import (DatasetError, ImageSource, as_rgb, image_index, pair_images, pairing_templates,
+                            rgb_to_gray, to_unit_range)
+from ramit.training import SampleKey, sample_seed, seeded
+
 from ..registry import DATA_SAMPLERS, DATASETS, TRANSFORMS
 
 BACKENDS = ('disk', 'lmdb')
 
 
-class _ImageDataset(BaseDataset, FileClientDataset):
+class _ImageDataset(BaseDataset):
     """data_root + data_prefix folders (keys FOLDERS), the I/O backend, and reading one image as RGB/gray floats."""
 
     FOLDERS = ('gt',)
@@ -40,8 +38,7 @@ class _ImageDataset(BaseDataset, FileClientDataset):
         # Built from ramit_plugin's registry, so the dataset works outside a Runner's default scope too.
         pipeline = [TRANSFORMS.build(t) if isinstance(t, dict) else t for t in pipeline]
         super().__init__(data_root=data_root, data_prefix=prefix, pipeline=pipeline, **kwargs)
-        self.io_backend_opt = lmdb_client_opts(dict(type=io_backend), [self.data_prefix[k] for k in self.FOLDERS],
-                                               list(self.FOLDERS))
+        self.source = ImageSource(io_backend, {k: self.data_prefix[k] for k in self.FOLDERS}, self.label)
 
     def _join_prefix(self) -> None:
         """mmengine's data_root + data_prefix join, without the trailing '/' an empty prefix leaves (LMDB roots)."""
@@ -57,14 +54,12 @@ class _ImageDataset(BaseDataset, FileClientDataset):
 
     def images(self, key: str) -> dict:
         """Image key -> path (or LMDB key) of the ``key`` folder."""
-        return list_images(self.data_prefix[key], self.io_backend, f'{self.label}: data_prefix.{key}')
+        return image_index(self.data_prefix[key], self.io_backend, f'{self.label}: data_prefix.{key}')
 
     def read(self, path: str, key: str, gray: bool = False) -> np.ndarray:
         """One image as float32 [H, W, C] in [0, 1]: RGB, or OpenCV's RGB2GRAY of the uint8 image if ``gray``."""
-        img = cv2.cvtColor(self.read_image(path, key, float32=False), cv2.COLOR_BGR2RGB)
-        if gray:
-            img = rgb_to_gray(img)[..., None]
-        return img.astype(np.float32) / 255.0
+        img = as_rgb(self.source.read(path, key), self.label, path)
+        return to_unit_range(rgb_to_gray(img)[..., None] if gray else img)
 
 
 @DATASETS.register_module()
@@ -88,7 +83,8 @@ class PairedRestorationDataset(_ImageDataset):
 
     def load_data_list(self) -> List[dict]:
         """Pair every GT image with its LQ image."""
-        pairs = pair_images(self.images('lq'), self.images('gt'), self.templates, self.label)
+        pairs = pair_images(self.images('lq'), self.images('gt'), self.templates, self.label, 'data_prefix.lq',
+                            'data_prefix.gt')
         return [dict(pair, key=os.path.splitext(os.path.basename(pair['gt_path']))[0], scale=self.scale)
                 for pair in pairs]
 

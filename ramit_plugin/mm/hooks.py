@@ -1,15 +1,19 @@
-"""Training hooks in mmengine's HOOKS: the x3/x4 warm start of the paper's recipe, and exact resume."""
-import logging
-from typing import List, Optional
+"""Training hooks in mmengine's HOOKS: the x3/x4 warm start of the paper's recipe, and exact resume.
 
-import torch
+Both are thin: the warm start and the random-state handling are ``ramit.training``'s, shared with BasicSR's
+RAMiTModel.
+"""
+import logging
+from typing import Optional
+
 import torch.distributed as dist
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
-from ..models.ramit_model import WARM_START_TRAINED
-from ..random_state import capture, capture_all_ranks, restore, restore_own_rank
+from ramit.errors import OptionError
+from ramit.training import WarmStart, capture_rng, rng_of_all_ranks, set_own_rng, set_rng
+
 from ..registry import HOOKS
 
 
@@ -17,61 +21,36 @@ from ..registry import HOOKS
 class WarmStartHook(Hook):
     """Train only ``to_target.*`` for the first ``iters`` iterations, then everything (x3/x4 from an x2 model).
 
-    It is BasicSR's ``train.warm_start_iter``: pair it with ``model.pretrained`` (the x2 model) and
-    ``model.pretrained_exclude=('to_target.',)``. During the phase every other generator weight keeps the loaded
-    value bit for bit: its gradient is None, not zero, so neither Adam's moments nor AdamW's weight decay move it.
-    Without DDP those weights stop requiring gradients (the backward pass ends at the head); DDP fixes the set of
-    gradient-requiring parameters when it wraps the model, so there the gradients are dropped right before each
-    optimizer step instead (with ``clip_grad`` they still count in that iteration's clipping norm).
+    It is BasicSR's ``train.warm_start_iter`` (``ramit.training.WarmStart``): pair it with ``model.pretrained``
+    (the x2 model) and ``model.pretrained_exclude=('to_target.',)``. During the phase every other generator weight
+    keeps the loaded value bit for bit (its gradient is None, not zero); under DDP the gradients are dropped right
+    before each optimizer step (with ``clip_grad`` they still count in that iteration's clipping norm).
     """
 
     priority = 'NORMAL'
 
     def __init__(self, iters: int) -> None:
         if isinstance(iters, bool) or not isinstance(iters, int) or iters < 0:
-            raise ValueError(f'WarmStartHook: iters must be a whole number of iterations >= 0, got {iters!r}')
+            raise OptionError(f'WarmStartHook: iters must be a whole number of iterations >= 0, got {iters!r}')
         self.iters = iters
-        self.frozen: List[torch.nn.Parameter] = []
-        self.active = False
-        self.wrapped = False
+        self.warm_start: Optional[WarmStart] = None
 
     def before_train(self, runner) -> None:
         """Collect the generator weights outside to_target.* and hook the optimizer step."""
-        self.wrapped = is_model_wrapper(runner.model)
-        model = runner.model.module if self.wrapped else runner.model
-        self.frozen = [p for name, p in model.generator.named_parameters() if not name.startswith(WARM_START_TRAINED)]
-        runner.optim_wrapper.optimizer.register_step_pre_hook(self._drop_frozen_grads)
+        wrapped = is_model_wrapper(runner.model)
+        model = runner.model.module if wrapped else runner.model
+        self.warm_start = WarmStart(model.generator, self.iters, wrapped,
+                                    lambda line: print_log(line, logger='current'))
+        runner.optim_wrapper.optimizer.register_step_pre_hook(lambda *args: self.warm_start.drop_frozen_grads())
 
     def before_train_iter(self, runner, batch_idx: int, data_batch: Optional[dict] = None) -> None:
-        """Start or end the head-only phase: iterations 1..iters (runner.iter counts the finished ones)."""
-        active = runner.iter < self.iters
-        if active == self.active:
-            return
-        self.active = active
-        if active:
-            total = sum(p.numel() for p in runner.model.parameters())
-            kept = sum(p.numel() for p in self.frozen)
-            print_log(f'warm start: iter {runner.iter + 1} to {self.iters} train only {WARM_START_TRAINED}* '
-                      f'({total - kept:,d} of {total:,d} parameters); the rest stays as loaded', logger='current')
-        else:
-            print_log(f'warm start: iter {runner.iter + 1}: all parameters train from now on', logger='current')
-        self._set_requires_grad(not active)
+        """Start or end the head-only phase (runner.iter counts the finished iterations)."""
+        self.warm_start.update(runner.iter + 1)
 
     def after_train(self, runner) -> None:
         """Leave the model trainable as a whole, whatever iteration the run stopped at."""
-        self._set_requires_grad(True)
-        self.active = False
-
-    def _set_requires_grad(self, flag: bool) -> None:
-        if not self.wrapped:
-            for p in self.frozen:
-                p.requires_grad_(flag)
-
-    def _drop_frozen_grads(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
-        """Optimizer step pre-hook: no gradient, hence no update, for the frozen weights during the phase."""
-        if self.active:
-            for p in self.frozen:
-                p.grad = None
+        self.warm_start.set_requires_grad(True)
+        self.warm_start.active = False
 
 
 @HOOKS.register_module()
@@ -104,7 +83,7 @@ class RandomStateHook(Hook):
             if isinstance(hook, CheckpointHook) and not hook.by_epoch and (
                     hook.every_n_train_iters(runner, hook.interval, hook.save_begin)
                     or (hook.save_last and hook.is_last_train_iter(runner))):
-                self.gathered = (runner.iter + 1, capture_all_ranks())
+                self.gathered = (runner.iter + 1, rng_of_all_ranks())
                 return
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
@@ -112,7 +91,7 @@ class RandomStateHook(Hook):
         if self.gathered is not None and self.gathered[0] == checkpoint.get('meta', {}).get('iter'):
             checkpoint['random_state'] = self.gathered[1]
         else:
-            checkpoint['random_state'] = [self.outside_val or capture()]
+            checkpoint['random_state'] = [self.outside_val or capture_rng()]
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         """Keep the loaded random state until the first training iteration (a resume skips data before it)."""
@@ -124,16 +103,16 @@ class RandomStateHook(Hook):
         if self.pending is None:
             return
         (saved_iter, states), self.pending = self.pending, None
-        if runner.iter == saved_iter and not restore_own_rank(states):
+        if runner.iter == saved_iter and not set_own_rng(states):
             print_log(f'resume: the checkpoint holds the random state of {len(states)} process(es), this run has '
                       'another number; random draws continue from the seed', logger='current', level=logging.WARNING)
 
     def before_val(self, runner) -> None:
         """Remember the training's random state."""
-        self.outside_val = capture()
+        self.outside_val = capture_rng()
 
     def after_val(self, runner) -> None:
         """Put the training's random state back."""
         if self.outside_val is not None:
-            restore(self.outside_val)
+            set_rng(self.outside_val)
             self.outside_val = None

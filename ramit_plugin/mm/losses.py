@@ -1,7 +1,8 @@
 """Pixel losses in mmengine's MODELS: the classes BasicSR and the plugin define, registered, not copied."""
 from basicsr.losses.basic_loss import CharbonnierLoss, L1Loss, MSELoss
 
-from ..losses import FFTLoss, SSIMLoss
+from ramit.losses import FFTLoss, SSIMLoss
+
 from ..registry import MODELS
 
 for _loss in (L1Loss, MSELoss, CharbonnierLoss, FFTLoss, SSIMLoss):

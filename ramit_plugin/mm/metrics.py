@@ -6,6 +6,8 @@ from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import tensor2img
 from mmengine.evaluator import BaseMetric
 
+from ramit.errors import OptionError
+
 from ..registry import METRICS
 
 FUNCTIONS = {'PSNR': calculate_psnr, 'SSIM': calculate_ssim}
@@ -29,10 +31,10 @@ class PSNRSSIMMetric(BaseMetric):
         super().__init__(collect_device=collect_device, prefix=prefix)
         unknown = [m for m in metrics if m not in FUNCTIONS]
         if unknown or not metrics:
-            raise ValueError(f"PSNRSSIMMetric: metrics must be a non-empty subset of {', '.join(FUNCTIONS)}, "
+            raise OptionError(f"PSNRSSIMMetric: metrics must be a non-empty subset of {', '.join(FUNCTIONS)}, "
                              f'got {list(metrics)}')
         if isinstance(crop_border, str) and crop_border != 'scale':
-            raise ValueError(f"PSNRSSIMMetric: crop_border must be a number of pixels or 'scale', got {crop_border!r}")
+            raise OptionError(f"PSNRSSIMMetric: crop_border must be a number of pixels or 'scale', got {crop_border!r}")
         self.crop_border = crop_border
         self.test_y_channel = test_y_channel
         self.metrics = tuple(metrics)

@@ -8,19 +8,20 @@ from mmengine.logging import MessageHub, print_log
 from mmengine.model import BaseDataPreprocessor, BaseModel
 from mmengine.structures import BaseDataElement
 
-from ..archs.ramit_arch import RAMiT
-from ..checkpoint import CheckpointError, load_checkpoint
-from ..compilation import CompiledTraining, compile_options
-from ..data.errors import DatasetError
-from ..models.progressive import ProgressiveSchedule, crop_batch, stage_message
-from ..protocol import protocol_forward
+from ramit.checkpoint import load_weights
+from ramit.compilation import CompiledTraining, compile_options
+from ramit.errors import CheckpointError, OptionError
+from ramit.network import RAMiT
+from ramit.protocol import protocol_forward
+from ramit.training import ProgressiveSchedule, check_finite_losses, crop_batch, stage_message
+
 from ..registry import MODELS
 
 Tensor = torch.Tensor
 PROGRESSIVE_OPTION = 'model.progressive'
 # What bounds the progressive stages here: the patches and batches the train dataloader delivers.
 PROGRESSIVE_LIMITS = ("the GT patch the train pipeline delivers", 'train_dataloader.batch_size')
-# The same class BasicSR's ARCH_REGISTRY holds, so both toolboxes build identical networks.
+# ramit.network.RAMiT, the class BasicSR's ARCH_REGISTRY holds too: both toolboxes build identical networks.
 MODELS.register_module(name='RAMiT', module=RAMiT)
 
 
@@ -68,8 +69,8 @@ class RAMiTRestorer(BaseModel):
     skipped). ``eval_multiple`` is accepted for older configs only: the padding unit is the generator's.
     ``progressive=dict(iters, gt_sizes, batch_sizes)``: progressive patches as BasicSR's ``train.progressive``; the
     dataloader delivers the largest patch and batch, and each training batch is cropped and subsampled to the
-    stage of the current iteration (ramit_plugin.models.progressive). ``compile``: True, a mode name or
-    dict(mode=...) runs the training forward through torch.compile (ramit_plugin.compilation: CUDA graphs on one
+    stage of the current iteration (ramit.training). ``compile``: True, a mode name or
+    dict(mode=...) runs the training forward through torch.compile (ramit.compilation: CUDA graphs on one
     GPU in mode 'auto'); validation and test stay uncompiled (their image sizes vary), checkpoints keep plain keys.
     """
 
@@ -86,10 +87,10 @@ class RAMiTRestorer(BaseModel):
             # Any form ramit_plugin.checkpoint reads (the authors' raw files too, which mmengine's load_from cannot
             # map onto 'generator.'); e.g. pretrained_exclude=('to_target.',) warm-starts x3/x4 from an x2 model.
             try:
-                load_checkpoint(self.generator, pretrained, exclude=pretrained_exclude)
-            # e.g. the x2 model an x3/x4 config warm-starts from is not trained yet, or is damaged
-            except (FileNotFoundError, CheckpointError) as err:
-                raise ValueError(f'model.pretrained: {err}') from None
+                load_weights(self.generator, pretrained, exclude=pretrained_exclude)
+            # e.g. the x2 model an x3/x4 config warm-starts from is not trained yet, or is damaged or diverged
+            except CheckpointError as err:
+                raise OptionError(f'model.pretrained: {err}') from None
         self.pixel_loss = MODELS.build(pixel_loss or dict(type='L1Loss'))
         if eval_multiple not in (None, self.generator.pad_unit):
             print_log(f'RAMiTRestorer: eval_multiple={eval_multiple} ignored; the protocol pads to the generator\'s '
@@ -98,7 +99,7 @@ class RAMiTRestorer(BaseModel):
         self.progressive_opt = progressive
         # The schedule itself is checked now; against the delivered patch and batch at the first training batch.
         self.progressive = None if progressive is None else ProgressiveSchedule.from_options(
-            progressive, None, None, self.generator.upscale, option=PROGRESSIVE_OPTION)
+            progressive, None, None, self.generator.upscale, PROGRESSIVE_OPTION, PROGRESSIVE_LIMITS)
         self._stage: Optional[int] = None
         self.compile_opt = compile_options(compile, 'model.compile')
         self._compiled: Optional[CompiledTraining] = None
@@ -123,10 +124,14 @@ class RAMiTRestorer(BaseModel):
             target = torch.stack([sample.gt for sample in data_samples]).to(inputs)
             if self.progressive is not None:
                 inputs, target = self._progressive_crop(inputs, target)
-            return dict(loss=self.pixel_loss(self._train_forward(inputs), target))
+            loss = self.pixel_loss(self._train_forward(inputs), target)
+            # Before the optimizer step: a NaN never reaches the weights, the checkpoints or the best-score file.
+            check_finite_losses({'loss': loss}, MessageHub.get_current_instance().get_info('iter', 0) + 1,
+                                'see the work dir for the last checkpoint', torch.distributed.is_initialized())
+            return dict(loss=loss)
         if mode == 'predict':
             return self.predict(inputs, data_samples)
-        raise ValueError(f"RAMiTRestorer: mode must be 'tensor', 'loss' or 'predict', got {mode!r}")
+        raise OptionError(f"RAMiTRestorer: mode must be 'tensor', 'loss' or 'predict', got {mode!r}")
 
     @torch.no_grad()
     def predict(self, inputs: Tensor, data_samples: Optional[Sequence[BaseDataElement]] = None
@@ -149,11 +154,9 @@ class RAMiTRestorer(BaseModel):
         """Crop and subsample a training batch to the progressive stage of the current iteration; log switches."""
         scale = self.generator.upscale
         if self._stage is None:
-            try:
-                ProgressiveSchedule.from_options(self.progressive_opt, min(target.shape[-2:]), target.shape[0], scale,
-                                                 option=PROGRESSIVE_OPTION, limits=PROGRESSIVE_LIMITS)
-            except ValueError as err:  # a data mismatch found by the loop: `ramit mm-train` prints it as one line
-                raise DatasetError(str(err)) from None
+            # A data mismatch found by the loop: `ramit mm-train` prints it as one line.
+            ProgressiveSchedule.from_options(self.progressive_opt, min(target.shape[-2:]), target.shape[0], scale,
+                                             PROGRESSIVE_OPTION, PROGRESSIVE_LIMITS)
         # The Runner's RuntimeInfoHook records the finished iterations; BasicSR counts the current one from 1.
         current_iter = MessageHub.get_current_instance().get_info('iter', 0) + 1
         stage = self.progressive.stage(current_iter)

@@ -1,34 +1,37 @@
-"""Runner-side fixes for mmengine 0.10.7 on current torch, kept in the plugin (mmengine itself is not edited)."""
+"""Runner-side adaptations for mmengine 0.10.7 on current torch, kept in the plugin (mmengine itself is not edited):
+loading its own checkpoints with torch's ``weights_only`` default, finding what ``--resume`` continues from, and
+distributed runs on CPU-only machines."""
 import datetime
 import os
 import re
+import sys
 from typing import Optional
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from mmengine.hooks import Hook
 from mmengine.logging import HistoryBuffer
 
+from ramit.checkpoint import TRAINING_FILE_GLOBALS, CheckpointError, select_state_dict, torch_load, unusable_weights
+from ramit.errors import OptionError
+from ramit.training import first_usable
+
 from ..registry import HOOKS
 
 ITER_CHECKPOINT = re.compile(r'iter_(\d+)\.pth')  # what mmengine's CheckpointHook names iteration checkpoints
-
-# What an mmengine checkpoint holds beyond tensors and plain containers, once WeightsOnlyCheckpointHook has
-# rewritten the message hub's buffers: numpy arrays/scalars (logged values, best scores) and HistoryBuffer itself.
-_MULTIARRAY = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray  # numpy 2 / numpy 1
-# numpy >= 1.25 pickles a dtype through its class (numpy.dtypes.Float64DType, ...): the numeric ones are allowed.
-_NUMERIC_DTYPES = [type(np.dtype(t)) for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
-                                               np.uint32, np.uint64, np.float16, np.float32, np.float64)]
-CHECKPOINT_GLOBALS = [np.ndarray, np.dtype, _MULTIARRAY._reconstruct, _MULTIARRAY.scalar, HistoryBuffer,
-                      *_NUMERIC_DTYPES]
+# What an mmengine checkpoint holds beyond tensors once WeightsOnlyCheckpointHook has rewritten the message hub's
+# buffers: numpy values (ramit.checkpoint reads those for one call) and HistoryBuffer itself, which the Runner needs.
+CHECKPOINT_GLOBALS = [g for g in TRAINING_FILE_GLOBALS if not isinstance(g, tuple)] + [HistoryBuffer]
+# How long a process of a distributed run waits for the others (a dead peer ends the wait with an error first).
+DIST_TIMEOUT = datetime.timedelta(seconds=int(os.environ.get('RAMIT_DIST_TIMEOUT', 600)))
 
 
 def allow_mmengine_checkpoints() -> None:
     """Let torch.load's ``weights_only`` default (torch >= 2.6) read the checkpoints mmengine's Runner saves.
 
     mmengine 0.10.7 calls ``torch.load`` without ``weights_only`` when it loads or resumes. Only the types in
-    CHECKPOINT_GLOBALS are allowed, never arbitrary code (``weights_only`` stays on).
+    CHECKPOINT_GLOBALS are allowed, never arbitrary code (``weights_only`` stays on). This widens the allow-list of
+    processes that use the mmengine adapter only.
     """
     torch.serialization.add_safe_globals(CHECKPOINT_GLOBALS)
 
@@ -72,59 +75,74 @@ def ensure_plugin_hooks(cfg) -> None:
     cfg.custom_hooks = hooks
 
 
-def read_resume_checkpoint(path: str) -> None:
-    """OptionError naming ``path`` unless it is an mmengine checkpoint torch.load reads with weights_only.
-
-    mmengine's resume would raise an UnpicklingError (or EOFError) traceback from deep inside the Runner instead.
-    """
-    from ..checkpoint import load_error_reason
-    from ..errors import OptionError
-
+def resume_fault(path: str) -> Optional[str]:
+    """Why ``path`` cannot be resumed from (not a readable mmengine training checkpoint, or weights that are not
+    finite floats), or None."""
     if not os.path.isfile(path):
-        raise OptionError(f'--resume {path}: no such file')
-    allow_mmengine_checkpoints()
+        return f'{path}: no such file'
     try:
-        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:  # truncated files, foreign or malicious pickles
-        raise OptionError(f'--resume {path}: not a readable mmengine checkpoint ({load_error_reason(err)})') from None
+        checkpoint = torch_load(path, 'mmengine checkpoint')
+    except CheckpointError as err:
+        return str(err)
     if not isinstance(checkpoint, dict) or 'meta' not in checkpoint or 'state_dict' not in checkpoint:
-        raise OptionError(f'--resume {path}: not an mmengine training checkpoint (no meta and state_dict); to start '
-                          'from weights use model.pretrained')
+        return f'{path}: not an mmengine training checkpoint (no meta and state_dict); to start from weights use ' \
+               'model.pretrained'
+    try:
+        return unusable_weights(select_state_dict(checkpoint, path), path)
+    except CheckpointError as err:
+        return str(err)
 
 
-def latest_resumable(work_dir: str) -> Optional[str]:
-    """What ``--resume`` (no path) continues from: the checkpoint ``last_checkpoint`` names, or, where that file is
-    missing, empty or names a file that is gone or damaged (a run killed while saving), the newest readable
-    ``iter_<N>.pth`` in ``work_dir``, saying so. None when there is none."""
-    import sys
+def read_resume_checkpoint(path: str) -> None:
+    """OptionError naming ``path`` unless it is an mmengine checkpoint with finite weights that torch.load reads with
+    weights_only (mmengine's resume would raise an UnpicklingError traceback from deep inside the Runner, or train
+    on NaN weights)."""
+    fault = resume_fault(path)
+    if fault:
+        raise OptionError(f'--resume {fault}')
 
-    from ..errors import OptionError
 
-    if not os.path.isdir(work_dir):  # a first run (other ranks may look before the first creates it)
-        return None
+def resumable(work_dir: str) -> list:
+    """(iteration, path) of the iteration checkpoints in ``work_dir``, newest first, the one ``last_checkpoint``
+    names first of all."""
+    if not os.path.isdir(work_dir):
+        return []
     named = ''
     if os.path.isfile(os.path.join(work_dir, 'last_checkpoint')):
         with open(os.path.join(work_dir, 'last_checkpoint')) as f:
             named = f.read().strip()
     saved = sorted((int(m.group(1)), m.group(0)) for m in map(ITER_CHECKPOINT.fullmatch, os.listdir(work_dir)) if m)
     # Absolute paths: mmengine writes one into last_checkpoint while the work dir is often relative.
-    named = os.path.abspath(named) if named else ''
-    candidates = list(dict.fromkeys([named] * bool(named)
-                                    + [os.path.abspath(os.path.join(work_dir, n)) for _, n in reversed(saved)]))
-    for path in candidates:
-        try:
-            read_resume_checkpoint(path)
-        except OptionError as err:
-            print(f'{err}; skipped', file=sys.stderr)
-            continue
-        if path != named:
-            print(f'--resume: {os.path.join(work_dir, "last_checkpoint")} names no readable checkpoint '
-                  f'({named or "it is empty or missing"}); resuming from {path}, the newest one', file=sys.stderr)
-        return path
-    if candidates:
-        raise OptionError(f'--resume: no readable checkpoint in {work_dir} (tried {", ".join(candidates)}); move '
-                          'them aside to start anew')
-    return None
+    match = ITER_CHECKPOINT.fullmatch(os.path.basename(named))
+    candidates = [(int(match.group(1)) if match else -1, os.path.abspath(named))] if named else []
+    candidates += [(i, os.path.abspath(os.path.join(work_dir, n))) for i, n in reversed(saved)]
+    ordered, seen = [], set()
+    for iteration, path in candidates:
+        if path not in seen:
+            seen.add(path)
+            ordered.append((iteration, path))
+    return ordered
+
+
+def latest_resumable(work_dir: str) -> Optional[str]:
+    """What ``--resume`` (no path) continues from: the checkpoint ``last_checkpoint`` names, or, where that file is
+    missing, empty or names a file that is gone, damaged or not finite (a run killed while saving, or diverged), the
+    newest usable ``iter_<N>.pth``, saying so. None when nothing was saved."""
+    candidates = resumable(work_dir)
+    found = first_usable(candidates, resume_fault, lambda line: print(f'--resume: {line}', file=sys.stderr))
+    if found is None:
+        if candidates:
+            raise OptionError(f'--resume: no usable checkpoint in {work_dir} (tried '
+                              f'{", ".join(p for _, p in candidates)}); move them aside to start anew')
+        return None
+    if found != candidates[0]:
+        print(f'--resume: resuming from {found[1]}, the newest usable checkpoint', file=sys.stderr)
+    return found[1]
+
+
+def last_finite_checkpoint(work_dir: str) -> Optional[tuple]:
+    """(iteration, path) of the newest usable iteration checkpoint in ``work_dir``, or None."""
+    return first_usable([c for c in resumable(work_dir) if c[0] >= 0], resume_fault, lambda line: None)
 
 
 def prepare_distributed(cfg) -> None:
@@ -137,7 +155,7 @@ def prepare_distributed(cfg) -> None:
     if torch.cuda.is_available():
         return
     if cfg.launcher != 'pytorch':
-        raise RuntimeError(f'--launcher {cfg.launcher} needs CUDA; on a CPU-only machine start the processes '
+        raise OptionError(f'--launcher {cfg.launcher} needs CUDA; on a CPU-only machine start the processes '
                            'with torchrun ... --launcher pytorch')
     dist_cfg = dict(cfg.get('env_cfg', {}).get('dist_cfg', {}), backend='gloo')
     cfg.merge_from_dict({'env_cfg.dist_cfg': dist_cfg})
@@ -145,5 +163,5 @@ def prepare_distributed(cfg) -> None:
                                  device_ids=None)
     if not dist.is_initialized():
         timeout: Optional[float] = dist_cfg.get('timeout')
-        kwargs = dict(timeout=datetime.timedelta(seconds=timeout)) if timeout is not None else {}
-        dist.init_process_group(backend='gloo', **kwargs)
+        dist.init_process_group(backend='gloo', timeout=datetime.timedelta(seconds=timeout) if timeout is not None
+                                else DIST_TIMEOUT)

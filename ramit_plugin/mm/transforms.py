@@ -10,8 +10,10 @@ import torch
 from basicsr.data.transforms import augment, paired_random_crop
 from mmengine.structures import BaseDataElement
 
-from ..data.errors import DatasetError
-from ..data.noise import check_sigma, check_sigma_range, random_sigma_noise, reference_noise
+from ramit.datasets import DatasetError
+from ramit.errors import OptionError
+from ramit.noise import check_sigma, check_sigma_range, random_sigma_noise, reference_noise
+
 from ..registry import TRANSFORMS
 
 META_KEYS = ('key', 'gt_path', 'lq_path', 'scale', 'sigma')
@@ -28,7 +30,7 @@ class PairedRandomCrop:
     def __init__(self, gt_patch_size: Optional[int] = None, scale: Optional[int] = None,
                  lq_patch_size: Optional[int] = None) -> None:
         if (gt_patch_size is None) == (lq_patch_size is None):
-            raise ValueError('PairedRandomCrop: give exactly one of gt_patch_size (GT pixels) and lq_patch_size '
+            raise OptionError('PairedRandomCrop: give exactly one of gt_patch_size (GT pixels) and lq_patch_size '
                              '(LQ pixels)')
         self.gt_patch_size = gt_patch_size
         self.lq_patch_size = lq_patch_size
@@ -65,14 +67,14 @@ class PairedFlipRotate:
 class AddGaussianNoise:
     """LQ = GT + Gaussian noise: the paper's fixed test noise (``sigma``) or blind training noise (``sigma_range``).
 
-    With ``sigma`` the noise is the protocol's (seed 0 for every image: ``ramit_plugin.data.noise.reference_noise``),
+    With ``sigma`` the noise is the protocol's (seed 0 for every image: ``ramit.noise.reference_noise``),
     so the numbers match the published ones; with ``sigma_range`` sigma ~ U[low, high] per sample, seeded from
     torch's global RNG (which mmengine's ``randomness`` and the dataloader seed per worker).
     """
 
     def __init__(self, sigma: Optional[float] = None, sigma_range: Optional[Sequence[float]] = None) -> None:
         if (sigma is None) == (sigma_range is None):
-            raise ValueError('AddGaussianNoise: give exactly one of sigma (fixed test noise) and sigma_range '
+            raise OptionError('AddGaussianNoise: give exactly one of sigma (fixed test noise) and sigma_range '
                              '(blind training noise)')
         self.sigma = None if sigma is None else check_sigma(sigma, 'AddGaussianNoise.sigma')
         self.sigma_range = None if sigma_range is None else check_sigma_range(sigma_range,

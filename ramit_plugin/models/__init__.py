@@ -1,2 +1,2 @@
-"""BasicSR models of the plugin; importing registers RAMiTModel in MODEL_REGISTRY."""
-from .ramit_model import NonFiniteLossError, RAMiTModel, build_losses  # noqa: F401
+"""RAMiTModel in BasicSR's MODEL_REGISTRY (importing registers it)."""
+from .ramit_model import RAMiTModel  # noqa: F401

@@ -9,7 +9,7 @@ import torch
 
 import ramit_plugin.mm  # noqa: F401  (allows the checkpoints' numpy/HistoryBuffer globals for weights_only)
 from ramit_cli.main import main
-from ramit_plugin.checkpoint import read_checkpoint
+from ramit.checkpoint import read_checkpoint
 
 
 def scalars(work_dir: Path) -> list:
