@@ -134,19 +134,33 @@ def remove_stale_parts(folder: PathLike) -> List[str]:
 
 
 def processes_using(folder: PathLike) -> List[int]:
-    """Pids of other processes that hold a file open inside ``folder`` (a running experiment keeps its log open);
-    processes this user may not inspect are not seen."""
+    """Pids of other processes that hold a file inside ``folder`` open for writing (a running experiment keeps its
+    log open; a reader, such as another rank loading a checkpoint, does not count); processes this user may not
+    inspect are not seen."""
     root = os.path.realpath(folder) + os.sep
     found = []
     for proc in psutil.process_iter():
         if proc.pid == os.getpid():
             continue
         try:
-            if any(f.path.startswith(root) for f in proc.open_files()):
+            if any(f.path.startswith(root) and getattr(f, 'mode', 'w') != 'r' for f in proc.open_files()):
                 found.append(proc.pid)
         except (psutil.Error, OSError):
             continue
     return found
+
+
+def posix_lock_holders() -> Optional[frozenset]:
+    """Pids of the processes holding a POSIX record lock (lockf) on any file, from Linux's /proc/locks; None where
+    the system keeps no such list."""
+    try:
+        with open('/proc/locks') as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    # '1: POSIX  ADVISORY  WRITE <pid> <dev:inode> 0 EOF'; a waiter's line has '->' after the number.
+    return frozenset(int(fields[4]) for fields in map(str.split, lines)
+                     if len(fields) > 4 and fields[1] == 'POSIX' and fields[4].isdigit())
 
 
 @contextlib.contextmanager
@@ -157,7 +171,9 @@ def exclusive_lock(path: PathLike, what: str, guarded: Optional[PathLike] = None
     unlike flock, forked children (data-loader workers, which may outlive a killed run by seconds) do not hold it.
     It is per process: within one process a second lock on the same file succeeds. The holder's pid is written
     into the file for the message a second process gets. A lock file deleted or replaced while its holder runs is
-    no lock, so the folder it ``guarded`` is also refused while another process keeps a file open inside it.
+    no lock, so the folder it ``guarded`` is also refused while another process keeps a file open inside it and
+    (where /proc/locks lists them) holds a lock: the forked data-loader workers of a killed run keep its files open
+    for seconds after, but hold none.
     """
     while True:
         with named_output_errors(path):
@@ -181,6 +197,9 @@ def exclusive_lock(path: PathLike, what: str, guarded: Optional[PathLike] = None
         os.close(fd)  # deleted or replaced between open and lock: lock the file that is there now
     try:
         users = processes_using(guarded) if guarded is not None and os.path.isdir(guarded) else []
+        holders = posix_lock_holders() if users else None
+        if holders is not None:
+            users = [pid for pid in users if pid in holders]
         if users:
             raise LockedError(f'{what} is in use by a running process (pid {users[0]} has files open in '
                               f'{os.fspath(guarded)}); wait for it to finish or stop it first')
@@ -208,11 +227,14 @@ class OutputRecord:
         """None when the existing folder is an earlier output of this command; else why it may not be replaced."""
         record = self.folder / self.NAME
         try:
-            listed = set(json.loads(record.read_text()).get('files', []))
+            content = json.loads(record.read_text())
+            listed, writer = set(content.get('files', [])), content.get('command')
         except FileNotFoundError:
             return f'it was not written by ramit {self.command} (no {self.NAME} listing its files)'
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError, AttributeError, TypeError):
             return f'its {self.NAME} is unreadable'
+        if writer != self.command:
+            return f'it is the output of ramit {writer}, not of ramit {self.command}'
         present = {p.relative_to(self.folder).as_posix() for p in self.folder.rglob('*')
                    if not p.is_dir() and p.name != self.NAME}
         foreign = sorted(present - listed)

@@ -15,7 +15,7 @@ import torch
 from .checkpoint import candidate_tasks, check_weights, infer_arguments, load_weights, read_checkpoint
 from .errors import CheckpointError, OptionError
 from .hparams import describe
-from .hub import PublishedModel
+from .hub import PublishedModel, lookup
 from .images import written_by
 from .network import RAMiT
 from .protocol import protocol_forward
@@ -33,11 +33,13 @@ def load_network(checkpoint: os.PathLike, variant: Optional[str] = None, task: O
 
     Its hyper-parameters come from the checkpoint (``ramit.checkpoint.infer_arguments``). ``variant``/``scale`` are
     checked against it; ``task`` settles 3-channel scale-1 checkpoints (denoising, low-light, deraining have
-    identical shapes) unless the file's description or a published file name (``published``) tells it.
+    identical shapes) unless the file's description or a published file name (``published``, else the file's own
+    name) tells it.
     CheckpointError (one line) when a flag contradicts the checkpoint, the task stays open or a weight is unusable.
     """
     sd, description, _ = read_checkpoint(checkpoint)
     name = os.fspath(checkpoint)
+    published = published or lookup(os.path.basename(name))
     check_weights(sd, name)  # every command would otherwise turn them into garbage images or a NaN model file
     tasks = candidate_tasks(sd, description)
     if task is not None and task not in tasks:

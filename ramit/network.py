@@ -35,7 +35,7 @@ from .hparams import NORM_STATS, describe, minimal_arguments, norm_mode, resolve
 Tensor = torch.Tensor
 
 LOGIT_SCALE_MAX = math.log(100.0)
-# Devices whose default is the fast path. CPU: measured faster (README, `ramit bench`). CUDA: the same
+# Devices whose default is the fast path. CPU: measured faster (`ramit bench`, docs/benchmarks.md). CUDA: the same
 # kernels with no host synchronisation (`tools/gpu_check.py` measures it). Elsewhere (MPS, XPU, ...) the
 # fused attention and gathers are unmeasured, so the plain reference path runs.
 FAST_PATH_DEVICES = ('cpu', 'cuda')

@@ -1,7 +1,7 @@
 """Tiled inference: tiles blended with cross-fades, and the memory-aware choice of the tile (`--tile auto`).
 
 Tiled output cannot equal untiled output: CH-SA attends over the whole image (the paper's channel attention), so
-a tile's result depends on the whole tile; the README gives the measured PSNR of tiled against untiled output.
+a tile's result depends on the whole tile; docs/inference.md gives the measured PSNR of tiled against untiled output.
 
 `--tile auto`: a forward pass's peak memory grows linearly with the (padded) pixel count, so it is modelled as
 ``fixed + per_pixel * pixels`` from two small passes traced on the device (the tensors alive at once, as torch's

@@ -172,6 +172,21 @@ def check_finite_losses(losses: Mapping[str, Tensor], current_iter: int, where_s
                              f'iteration; {where_saved}')
 
 
+def same_weights_everywhere(module: nn.Module, what: str) -> int:
+    """The number of processes of a distributed run, after checking they all hold the same weights (the sum and the
+    sum of squares of every weight, in float64); RunError before anything diverged is saved."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return 1
+    params = [p.detach() for p in module.parameters()]
+    local = torch.stack([sum(p.double().sum() for p in params), sum(p.double().square().sum() for p in params)])
+    gathered = [torch.zeros_like(local) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, local)
+    if any(not torch.equal(g, gathered[0]) for g in gathered):
+        raise RunError(f'{what}: the {len(gathered)} processes hold different weights (checksums '
+                       f"{', '.join(f'{g[0].item():.9g}' for g in gathered)}); stopped before saving them")
+    return len(gathered)
+
+
 def training_step_bytes(net: nn.Module, batch: int, lq_size: int, dtype: torch.dtype = torch.float32) -> float:
     """Memory one training step of ``net`` takes for ``batch`` LQ patches of ``lq_size`` pixels: forward and
     backward traced on the meta device (no memory, no compute) for one sample, times the batch."""

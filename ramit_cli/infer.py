@@ -1,7 +1,7 @@
 """`ramit infer`: restore your own images (files, folders, globs) with any RAMiT checkpoint, whole or tiled, on the
 PyTorch backend (float32, float16 or bfloat16, optionally compiled) or onnxruntime (the exported graph).
 
-Backend 'auto' takes onnxruntime for float32 on the CPU, where it was measured faster (README, "Backends"), and
+Backend 'auto' takes onnxruntime for float32 on the CPU, where it was measured faster (docs/benchmarks.md), and
 PyTorch everywhere else. The inputs were listed and the arguments checked by ``ramit_cli.prechecks``.
 """
 import argparse
@@ -120,7 +120,8 @@ def choose_backend(args: argparse.Namespace, device: torch.device, dtype: torch.
     if args.backend != 'auto':
         return args.backend
     fits = device.type == 'cpu' and dtype == torch.float32 and not args.compile and not args.reference
-    return 'onnxruntime' if fits and importlib.util.find_spec('onnxruntime') is not None else 'torch'
+    installed = all(importlib.util.find_spec(name) is not None for name in ('onnx', 'onnxruntime'))
+    return 'onnxruntime' if fits and installed else 'torch'
 
 
 def make_run(net, args: argparse.Namespace, device: torch.device, dtype: torch.dtype, backend: str, todo: list):
@@ -129,11 +130,14 @@ def make_run(net, args: argparse.Namespace, device: torch.device, dtype: torch.d
         try:
             session, _ = onnx_backend(net.float(), device.type, half=dtype == torch.float16, threads=args.threads,
                                       log=lambda line: print(line, file=sys.stderr))
-        except ImportError:
-            raise OptionError("--backend onnxruntime needs onnxruntime: pip install onnxruntime") from None
+        except ImportError as err:
+            raise OptionError(f'--backend onnxruntime needs {err.name}: pip install {err.name}') from None
         except ExportMismatchError as err:
             raise OptionError(str(err)) from None
         net.to(dtype=dtype)
+        if device.type == 'cuda' and session.providers[0] == 'CPUExecutionProvider':
+            print('note: this onnxruntime has no CUDA provider (pip install onnxruntime-gpu): the model runs on the '
+                  'CPU; --backend torch runs on the GPU', file=sys.stderr)
         return session.run
     forward = net
     if args.compile:

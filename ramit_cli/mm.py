@@ -9,7 +9,9 @@ import argparse
 import contextlib
 import copy
 import itertools
+import logging
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -19,7 +21,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import DATASETS, DefaultScope
 from mmengine.runner import Runner
 
-from ramit.checkpoint import check_fit, load_weights, read_checkpoint
+from ramit.checkpoint import check_fit, check_weights, load_weights, read_checkpoint
 from ramit.errors import OptionError, RamitError
 from ramit.fileio import exclusive_lock, make_folder
 from ramit.hparams import resolve_hparams
@@ -27,7 +29,7 @@ from ramit.hub import resolve_weights
 from ramit.training import NonFiniteLossError, finite_checkpoint_note
 from ramit_plugin.mm.runtime import (ensure_plugin_hooks, last_finite_checkpoint, latest_resumable,
                                      prepare_distributed, read_resume_checkpoint)
-from ramit_plugin.pipeline import PeerLostError, peer_lost
+from ramit_plugin.pipeline import PeerLostError, launcher_stops, peer_lost
 
 from .runtime import set_threads
 
@@ -137,7 +139,9 @@ def build_runner(cfg):
         # second Runner in this process (tests, notebooks) could otherwise write into the first one's files.
         cfg.experiment_name = f'{Path(cfg.filename).stem}_run{run}'
     with config_errors():
-        return Runner.from_cfg(cfg)
+        runner = Runner.from_cfg(cfg)
+    runner.logger.addFilter(MmengineDeprecations())
+    return runner
 
 
 @contextlib.contextmanager
@@ -152,9 +156,21 @@ def work_dir_lock(work_dir: str, launcher: str) -> Iterator[None]:
         yield
 
 
+class MmengineDeprecations(logging.Filter):
+    """Drop the notices mmengine 0.10.7 logs about its own FileClient/HardDiskBackend whenever its CheckpointHook
+    starts: they come through its logger (print_log), which warnings filters do not reach."""
+
+    NOTICE = re.compile(r'"(FileClient|HardDiskBackend)" (will be deprecated|is the alias)')
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for those notices."""
+        return not self.NOTICE.match(str(record.msg))
+
+
 @contextlib.contextmanager
 def quiet_deprecations() -> Iterator[None]:
-    """mmengine 0.10.7 warns about its own FileClient/HardDiskBackend whenever it saves: noise for our users."""
+    """mmengine 0.10.7's Python warnings about its own FileClient/HardDiskBackend: noise for our users (the notices
+    it logs are dropped by the Runner's logger filter, MmengineDeprecations)."""
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message=r'.*(FileClient|HardDiskBackend|file_client).*', category=Warning)
         warnings.filterwarnings('ignore', message=r'"(FileClient|HardDiskBackend)" .*', category=Warning)
@@ -182,7 +198,8 @@ def run_train(args: argparse.Namespace, prog: str) -> int:
     check_data(cfg, ('train_dataloader', 'val_dataloader') if cfg.get('val_cfg') else ('train_dataloader',))
     if args.resume not in (None, 'auto'):
         read_resume_checkpoint(args.resume)
-    with work_dir_lock(cfg.work_dir, args.launcher), quiet_deprecations(), run_errors(cfg.work_dir):
+    stops = launcher_stops('--resume') if args.launcher != 'none' else contextlib.nullcontext()
+    with stops, work_dir_lock(cfg.work_dir, args.launcher), quiet_deprecations(), run_errors(cfg.work_dir):
         if args.resume == 'auto':
             # Nothing saved yet: the run starts from the beginning, as mmengine's own --resume does.
             cfg.load_from = latest_resumable(cfg.work_dir)
@@ -204,6 +221,7 @@ def run_test(args: argparse.Namespace, prog: str) -> int:
     arguments = generator_arguments(cfg)
     if arguments:
         check_fit(arguments, state_dict, description, args.checkpoint)
+    check_weights(state_dict, args.checkpoint)  # NaN/inf or integer weights: refused before the Runner starts
     check_data(cfg, ('test_dataloader',))
     cfg.load_from, cfg.resume = None, False
     if 'pretrained' in cfg.model:

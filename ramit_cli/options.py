@@ -520,6 +520,9 @@ def check_data(opt: dict, path: str, is_train: bool) -> None:
                                   f'gt_size / scale pixels), e.g. {gt_size - gt_size % scale}')
         for key, root in roots.items():
             check_root(f'{where}:{key}', root, backend)
+        meta_info_file = data.get('meta_info_file')
+        if meta_info_file and not osp.isfile(osp.expanduser(str(meta_info_file))):
+            raise OptionError(f'{where}:meta_info_file: {meta_info_file} does not exist')
         if data['type'] == 'PairedImageDataset' and {'dataroot_gt', 'dataroot_lq'} <= set(roots):
             check_pairs(where, data, backend, scale, phase.startswith('train'))
 
@@ -625,11 +628,15 @@ def check_checkpoints(opt: dict, path: str, is_train: bool) -> None:
 
 def options_reference() -> str:
     """The schema as Markdown tables, one per section: key, type and default, description (docs/options.md)."""
-    sections = [('top level', Options), ('datasets:<phase>', Dataset), ('network_g (type RAMiT)', Network),
-                ('path', Path_), ('train', Train), ('train:optim_g', Optimizer), ('train:scheduler', Scheduler),
-                ('train:progressive', Progressive), ('train:<name>_opt (a loss)', Loss), ('val', Val),
-                ('val:metrics:<name>', Metric), ('logger', Logger)]
-    lines = []
+    sections = [('top level', Options), ('datasets:<phase>', Dataset), ('datasets:<phase>:io_backend', Backend),
+                ('network_g (type RAMiT)', Network), ('path', Path_), ('train', Train), ('train:optim_g', Optimizer),
+                ('train:scheduler', Scheduler), ('train:progressive', Progressive), ('train:compile', CompileMode),
+                ('train:<name>_opt (a loss)', Loss), ('val', Val), ('val:metrics:<name>', Metric),
+                ('logger', Logger), ('logger:wandb', Wandb), ('dist_params', DistParams)]
+    lines = ['# Option files of `basicsr train` / `basicsr test`', '',
+             'Generated from the schema in `ramit_cli/options.py`, which checks every option file before a run starts '
+             '(types, ranges, unknown keys with the closest known one). Keys not listed here are refused. Every key '
+             'ending in `_opt` under `train` is a loss.', '']
     for title, struct in sections:
         lines += [f'### `{title}`', '', ' '.join((struct.__doc__ or '').split()), '',
                   '| key | type | default | meaning |', '|---|---|---|---|']
@@ -643,7 +650,7 @@ def options_reference() -> str:
                        else repr(field.default))
             lines.append(f'| `{field.name}` | {_type_name(typ)} | {default} | {description} |')
         lines.append('')
-    return '\n'.join(lines).replace('| \n', '|\n')
+    return '\n'.join(lines).replace('| \n', '|\n').rstrip('\n') + '\n'
 
 
 def _type_name(typ: Any) -> str:

@@ -263,6 +263,7 @@ def export_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument('--tolerance', type=float, default=None,
                    help='max allowed |onnx - torch| (1e-4; with --half 2/255 at the 99th percentile and 8/255 '
                         'at most, in output units)')
+    p.add_argument('--overwrite', action='store_true', help='replace the --onnx file if it exists')
     p.add_argument('--check-images', nargs='+', metavar='IMAGE',
                    help='photos to check the export on (default: two small photos shipped with the package)')
     return p

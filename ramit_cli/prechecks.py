@@ -47,6 +47,8 @@ def export(args: argparse.Namespace) -> None:
     if not args.onnx.parent.is_dir():
         problem = 'is a file, not a folder' if args.onnx.parent.exists() else 'does not exist'
         raise OptionError(f'--onnx {args.onnx}: folder {args.onnx.parent} {problem}')
+    if args.onnx.exists() and not args.overwrite:
+        raise OptionError(f'--onnx {args.onnx} exists; --overwrite replaces it')
     if args.tolerance is not None and not args.tolerance > 0:
         raise OptionError(f'--tolerance {args.tolerance}: must be a positive number (the largest allowed difference)')
     for image in args.check_images or ():

@@ -52,10 +52,12 @@ def _fault(models_dir: str) -> Callable[[str], Optional[str]]:
     return fault
 
 
-def newest_usable(models_dir: str, states_dir: str, note: Callable[[str], None] = lambda line: None
-                  ) -> Optional[Tuple[int, str]]:
-    """(iteration, state path) of the newest usable saved iteration; each newer one skipped is noted."""
-    return first_usable(saved_iterations(models_dir, states_dir), _fault(models_dir), note)
+def newest_usable(models_dir: str, states_dir: str, note: Callable[[str], None] = lambda line: None,
+                  before: Optional[int] = None) -> Optional[Tuple[int, str]]:
+    """(iteration, state path) of the newest usable saved iteration (with ``before``, of those saved before that
+    iteration); each newer one skipped is noted."""
+    saved = [(i, path) for i, path in saved_iterations(models_dir, states_dir) if before is None or i < before]
+    return first_usable(saved, _fault(models_dir), note)
 
 
 @contextlib.contextmanager

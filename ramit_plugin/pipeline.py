@@ -17,6 +17,7 @@ basicsr's functions cannot be made to do without patching them (one line of why 
 ``BASICSR_MIRRORED`` holds the hashes of the basicsr functions this module follows; tests fail loudly when a basicsr
 release changes one of them, so this module is reviewed against it.
 """
+import contextlib
 import datetime
 import faulthandler
 import hashlib
@@ -25,6 +26,7 @@ import inspect
 import logging
 import os
 import random
+import signal
 import sys
 import time
 from logging.handlers import MemoryHandler
@@ -42,11 +44,12 @@ from basicsr.utils import (AvgTimer, MessageLogger, check_resume, get_env_info, 
                            init_tb_logger, init_wandb_logger, make_exp_dirs, mkdir_and_rename, set_random_seed)
 from basicsr.utils.dist_util import get_dist_info, init_dist
 from basicsr.utils.options import copy_opt_file, dict2str
-from basicsr.utils.registry import DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
+from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 from torch.utils import data
 
 from ramit.datasets import DatasetError, LmdbGuard, dataset_label
 from ramit.errors import OptionError, RamitError, RunError
+from ramit.fileio import remove_stale_parts
 from ramit.images import ImageFileError, decode
 from ramit.training import SampleKey, sample_seed, seeded
 
@@ -193,11 +196,15 @@ def finish_options(opt: dict, is_train: bool, auto_resume: bool, debug: bool, ro
         opt['num_gpu'] = torch.cuda.device_count()
     opt['path'] = dict(opt.get('path') or {})
     opt['path'].setdefault('strict_load_g', True)
-    opt['logger'] = dict(opt.get('logger') or {})
+    # What basicsr reads with [] rather than .get(): the option schema's defaults.
+    opt['logger'] = dict(dict(print_freq=100, save_checkpoint_freq=5000, use_tb_logger=False), **(opt.get('logger') or {}))
     if isinstance(opt.get('val'), dict):
-        opt['val'].setdefault('suffix', None)  # basicsr's validation reads it when saving images
+        opt['val'].setdefault('suffix', None)
+        opt['val'].setdefault('save_img', False)
     for phase, dataset in opt['datasets'].items():
         dataset['phase'] = phase.split('_')[0]
+        for key, default in (('io_backend', {'type': 'disk'}), ('use_hflip', False), ('use_rot', False)):
+            dataset.setdefault(key, default)
         if 'scale' in opt and opt['scale'] is not None:
             dataset['scale'] = opt['scale']
         for key in ('dataroot_gt', 'dataroot_lq'):
@@ -222,7 +229,8 @@ def finish_options(opt: dict, is_train: bool, auto_resume: bool, debug: bool, ro
 
 def check_registries(opt: dict, path: str) -> None:
     """The names the option file gives exist in basicsr's registries (with the plugin's parts registered)."""
-    checks = [('model_type', opt['model_type'], MODEL_REGISTRY)]
+    checks = [('model_type', opt['model_type'], MODEL_REGISTRY),
+              ('network_g:type', opt['network_g'].get('type'), ARCH_REGISTRY)]
     checks += [(f'datasets:{phase}:type', d['type'], DATASET_REGISTRY) for phase, d in opt['datasets'].items()]
     checks += [(f'train:{k}:type', v['type'], LOSS_REGISTRY) for k, v in (opt.get('train') or {}).items()
                if k.endswith('_opt') and v]
@@ -267,6 +275,16 @@ def buffer_log() -> MemoryHandler:
     return handler
 
 
+def close_log() -> None:
+    """Detach what a run added to basicsr's logger: its log file, closed (another process may run the experiment
+    next: an open file in its folder means a running experiment), or the buffer of a run that stopped before it had
+    one (it would keep every later message of this process)."""
+    logger = get_root_logger(logger_name='basicsr')
+    for handler in [h for h in logger.handlers if isinstance(h, (logging.FileHandler, MemoryHandler))]:
+        logger.removeHandler(handler)
+        handler.close()
+
+
 def init_tb_loggers(opt: dict):
     """basicsr's: wandb before tensorboard, none in debug runs."""
     if (opt['logger'].get('wandb') or {}).get('project') and 'debug' not in opt['name']:
@@ -285,7 +303,16 @@ def load_resume_state(opt: dict) -> Optional[dict]:
             if opt['rank'] == 0:
                 print(f'--auto_resume: {line}', file=sys.stderr, flush=True)
 
-        found = newest_usable(opt['path']['models'], opt['path']['training_states'], note)
+        # What a kill during a save leaves (hidden '.part' files, checkpoint-sized): the first process removes it.
+        for folder in (opt['path']['models'], opt['path']['training_states']) if opt['rank'] == 0 else ():
+            stale = remove_stale_parts(folder)
+            if stale:
+                note(f'removed {len(stale)} unfinished temporary file(s) of killed saves in {folder}')
+        skipped = []
+        found = newest_usable(opt['path']['models'], opt['path']['training_states'],
+                              lambda line: (skipped.append(line), note(line)))
+        if found is not None and skipped:
+            note(f'resuming from iteration {found[0]}, the newest complete checkpoint')
         if found is None:
             if os.path.isdir(opt['path']['training_states']) and os.listdir(opt['path']['training_states']):
                 raise OptionError(f"--auto_resume: no usable checkpoint in {opt['path']['experiments_root']}; move the "
@@ -318,15 +345,21 @@ def build_train_set(opt: dict) -> Tuple[data.Dataset, ResumableSampler]:
 
 def train(opt: dict, opt_path: str, launcher: str, auto_resume: bool, debug: bool, root: str) -> None:
     """basicsr.train.train_pipeline on checked options (see the module's docstring for what differs)."""
-    faulthandler.enable()  # a crash in native code (a truncated LMDB mapped into memory) prints where it was
+    try:
+        faulthandler.enable()  # a crash in native code (a truncated LMDB mapped into memory) prints where it was
+    except (AttributeError, ValueError):  # a sys.stderr without a file descriptor (captured, redirected to a buffer)
+        if sys.__stderr__ is not None:
+            faulthandler.enable(file=sys.__stderr__)
     opt['root_path'] = root
     init_distributed(launcher, opt)
     try:
-        finish_options(opt, True, auto_resume, debug, root)
-        check_registries(opt, opt_path)
-        with experiment_lock(opt['path']['experiments_root'], opt['rank']):
-            _train(opt, opt_path)
+        with launcher_stops('--auto_resume') if launcher != 'none' else contextlib.nullcontext():
+            finish_options(opt, True, auto_resume, debug, root)
+            check_registries(opt, opt_path)
+            with experiment_lock(opt['path']['experiments_root'], opt['rank']):
+                _train(opt, opt_path)
     finally:
+        close_log()
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
 
@@ -430,6 +463,7 @@ def test(opt: dict, opt_path: str, launcher: str, root: str) -> None:
         with experiment_lock(opt['path']['results_root'], opt['rank']):
             _test(opt)
     finally:
+        close_log()
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
 
@@ -459,6 +493,22 @@ def mirrored_hashes() -> dict:
         source = inspect.getsource(getattr(importlib.import_module(module), function))
         found[name] = hashlib.sha256(source.encode()).hexdigest()[:16]
     return found
+
+
+@contextlib.contextmanager
+def launcher_stops(resume_hint: str) -> Iterator[None]:
+    """In a distributed run, the launcher's SIGTERM (torchrun stops its workers when it loses another node or the
+    rendezvous) ends this process with one line instead of a traceback."""
+    def stop(signum, frame) -> None:
+        raise PeerLostError('stopped by the launcher: another process or node of the distributed run ended, or the '
+                            f'rendezvous was lost; restart every node with {resume_hint} to continue from the last '
+                            'checkpoint')
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def peer_lost(err: BaseException) -> Optional[str]:

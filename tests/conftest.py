@@ -15,7 +15,9 @@ def require_shared(*parts: str) -> Path:
     """Path under ../shared; skip with the reason when it is missing (a user's clone), fail when CI is set."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        reason = f'{path} is missing: the reference checkpoints and benchmark sets live in ../shared beside the repo'
+        reason = (f'{path} is missing: the reference folder (shared/ beside the clone, or the folder RAMIT_SHARED '
+                  'names) holds the authors\' checkpoints, outputs and benchmark sets; docs/testing.md says how to '
+                  'assemble it')
         if os.environ.get('CI'):
             pytest.fail(reason + ' (CI is set, so this is an error)')
         pytest.skip(reason)
@@ -33,7 +35,7 @@ def spandrel():
         if os.environ.get('CI'):
             pytest.fail(reason + ' (CI is set, so this is an error)')
         pytest.skip(reason)
-    import ramit_plugin.spandrel  # noqa: F401  (what `import ramit_plugin` does when spandrel is installed)
+    import ramit_spandrel  # noqa: F401  (what `import ramit_plugin` does when spandrel is installed)
     return spandrel
 
 

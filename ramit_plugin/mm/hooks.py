@@ -12,7 +12,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
 from ramit.errors import OptionError
-from ramit.training import WarmStart, capture_rng, rng_of_all_ranks, set_own_rng, set_rng
+from ramit.training import WarmStart, capture_rng, rng_of_all_ranks, same_weights_everywhere, set_own_rng, set_rng
 
 from ..registry import HOOKS
 
@@ -84,6 +84,9 @@ class RandomStateHook(Hook):
                     hook.every_n_train_iters(runner, hook.interval, hook.save_begin)
                     or (hook.save_last and hook.is_last_train_iter(runner))):
                 self.gathered = (runner.iter + 1, rng_of_all_ranks())
+                model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+                processes = same_weights_everywhere(model, f'iteration {runner.iter + 1}')
+                print_log(f'weights identical on all {processes} processes', logger='current')
                 return
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:

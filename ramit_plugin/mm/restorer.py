@@ -126,7 +126,7 @@ class RAMiTRestorer(BaseModel):
                 inputs, target = self._progressive_crop(inputs, target)
             loss = self.pixel_loss(self._train_forward(inputs), target)
             # Before the optimizer step: a NaN never reaches the weights, the checkpoints or the best-score file.
-            check_finite_losses({'loss': loss}, MessageHub.get_current_instance().get_info('iter', 0) + 1,
+            check_finite_losses({'pixel_loss': loss}, MessageHub.get_current_instance().get_info('iter', 0) + 1,
                                 'see the work dir for the last checkpoint', torch.distributed.is_initialized())
             return dict(loss=loss)
         if mode == 'predict':

@@ -135,7 +135,15 @@ def latest_resumable(work_dir: str) -> Optional[str]:
             raise OptionError(f'--resume: no usable checkpoint in {work_dir} (tried '
                               f'{", ".join(p for _, p in candidates)}); move them aside to start anew')
         return None
-    if found != candidates[0]:
+    last = os.path.join(work_dir, 'last_checkpoint')
+    named = ''
+    if os.path.isfile(last):
+        with open(last) as f:
+            named = f.read().strip()
+    if not named:  # killed before (or while) mmengine wrote it
+        print(f'--resume: {last} names no readable checkpoint (it is empty or missing); resuming from {found[1]}',
+              file=sys.stderr)
+    elif found != candidates[0]:
         print(f'--resume: resuming from {found[1]}, the newest usable checkpoint', file=sys.stderr)
     return found[1]
 

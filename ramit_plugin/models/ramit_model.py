@@ -31,9 +31,9 @@ from ramit.compilation import CompiledTraining, cache_report, compile_options
 from ramit.errors import OptionError, RunError
 from ramit.precision import amp_dtype
 from ramit.protocol import protocol_forward
-from ramit.training import (WARM_START_TRAINED, ProgressiveSchedule, WarmStart, check_finite_losses,
-                            check_training_memory, crop_batch, finite_checkpoint_note, rng_of_all_ranks,
-                            rng_preserved, set_own_rng, stage_message)
+from ramit.training import (WARM_START_TRAINED, NonFiniteLossError, ProgressiveSchedule, WarmStart,
+                            check_finite_losses, check_training_memory, crop_batch, finite_checkpoint_note,
+                            rng_of_all_ranks, rng_preserved, same_weights_everywhere, set_own_rng, stage_message)
 
 from ..experiment import newest_usable
 
@@ -183,7 +183,10 @@ class RAMiTModel(SRModel):
         l_total = sum(loss_dict.values())
         if len(loss_dict) > 1:
             loss_dict['l_total'] = l_total
-        check_finite_losses(loss_dict, current_iter, self._last_checkpoint_note(), self.opt['dist'])
+        try:
+            check_finite_losses(loss_dict, current_iter, '', self.opt['dist'])
+        except NonFiniteLossError as err:  # only now is the experiment folder read (not at every iteration)
+            raise NonFiniteLossError(f'{err}{self._last_checkpoint_note(current_iter, output)}') from None
 
         if self.scaler is not None:
             self.scaler.scale(l_total).backward()
@@ -234,11 +237,16 @@ class RAMiTModel(SRModel):
         per_process = batch if self.opt['dist'] else batch * max(1, self.opt['num_gpu'])
         self.lq, self.gt = crop_batch(self.lq, self.gt, gt_size, per_process, self.opt.get('scale', 1))
 
-    def _last_checkpoint_note(self) -> str:
-        """Where the last usable checkpoint is, for the message that stops a diverged run."""
-        found = newest_usable(self.opt['path']['models'], self.opt['path']['training_states'])
-        found = (found[0], osp.join(self.opt['path']['models'], f'net_g_{found[0]}.pth')) if found else None
-        return finite_checkpoint_note(found, 'resume with --auto_resume')
+    def _last_checkpoint_note(self, current_iter: int, output: torch.Tensor) -> str:
+        """Where the last usable checkpoint is, for the message that stops a diverged run. A non-finite output comes
+        from the weights of the previous iteration: a checkpoint saved of them is damaged, even with finite values."""
+        models, states = self.opt['path']['models'], self.opt['path']['training_states']
+        damaged = not torch.isfinite(output).all()
+        found = newest_usable(models, states, before=current_iter - 1 if damaged else None)
+        hint = 'resume with --auto_resume'
+        if found is not None and damaged and newest_usable(models, states) != found:  # --auto_resume takes that one
+            hint = f'resume from it with --force_yml path:resume_state={found[1]}'
+        return finite_checkpoint_note(found and (found[0], osp.join(models, f'net_g_{found[0]}.pth')), hint)
 
     def _restore_rng(self, current_iter: int) -> None:
         """Put every generator back where the run being resumed had it after its last saved iteration."""
@@ -271,8 +279,12 @@ class RAMiTModel(SRModel):
 
     # ------------------------------------------------------------------------------------------------- saving
     def save(self, epoch: int, current_iter: int) -> None:
-        """SRModel's save, with every process's random state gathered first (a collective in DDP runs)."""
+        """SRModel's save, with every process's random state gathered first and, in a distributed run, the weights
+        checked to be the same on every process (collectives)."""
         self._saved_rng = rng_of_all_ranks()
+        processes = same_weights_everywhere(self.get_bare_model(self.net_g), f'iteration {current_iter}')
+        if processes > 1:
+            get_root_logger().info(f'weights identical on all {processes} processes')
         super().save(epoch, current_iter)
 
     @master_only
