@@ -65,7 +65,8 @@ def export_onnx(net: RAMiT, path: os.PathLike, opset: int = DEFAULT_OPSET, half:
     into place. Returns the differences (max, 99th percentile); ExportMismatchError above the tolerance."""
     dtype = torch.float16 if half else torch.float32
     model = ProtocolNetwork(copy.deepcopy(net).to(dtype)).eval()
-    x = torch.rand(1, net.in_chans, 40, 40, dtype=dtype)
+    # Any size traces the same graph (the axes are dynamic); a small one keeps tracing quick.
+    x = torch.rand(1, net.in_chans, 20, 20, dtype=dtype)
     axes = {0: 'batch', 2: 'height', 3: 'width'}
     with atomic_output(path) as tmp:
         with warnings.catch_warnings():

@@ -9,7 +9,7 @@ import importlib.util
 import sys
 import time
 from pathlib import Path
-from typing import List, NamedTuple, Optional
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -31,14 +31,6 @@ from .runtime import precision, select_device, set_threads
 
 # Images above this many pixels are checked against the free memory before an untiled pass (smaller ones fit).
 CHECKED_PIXELS = 4_000_000
-
-
-class Tally(NamedTuple):
-    """What a run did with its inputs: written, skipped (the output existed) and the names that failed."""
-
-    written: int
-    skipped: int
-    failed: List[str]
 
 
 class Runner:

@@ -118,3 +118,22 @@ def lock_holder():
     for holder in holders:
         holder.kill()
         holder.wait()
+
+
+@pytest.fixture
+def compile_without_inductor(monkeypatch):
+    """torch.compile with Inductor's code generation swapped for eager kernels (backend 'aot_eager'): Dynamo still
+    traces the whole network and AOTAutograd splits forward and backward, in seconds instead of minutes on a CPU.
+    Returns the list of the keyword arguments of every call. The real Inductor run (and its kernel cache) is
+    tests/ramit_plugin/test_compile.py."""
+    import torch
+
+    calls = []
+    compile_with_inductor = torch.compile
+
+    def compile_eagerly(module, **kwargs):
+        calls.append(kwargs)
+        return compile_with_inductor(module, backend='aot_eager', **kwargs)
+
+    monkeypatch.setattr(torch, 'compile', compile_eagerly)
+    return calls

@@ -23,8 +23,8 @@ CASES = {
 
 @pytest.fixture(scope='module')
 def photo(datasets_dir) -> torch.Tensor:
-    """A 128x128 crop of Kodak kodim05 (busy texture), RGB [1, 3, 128, 128] in [0, 1]."""
-    return photo_tensor(datasets_dir / 'Kodak24' / 'kodim05.png', box=(100, 200, 128, 128))
+    """A 64x64 crop of Kodak kodim05 (busy texture), RGB [1, 3, 64, 64] in [0, 1]."""
+    return photo_tensor(datasets_dir / 'Kodak24' / 'kodim05.png', box=(100, 200, 64, 64))
 
 
 @pytest.mark.parametrize('fast', [True, False], ids=['fast', 'reference'])
@@ -48,7 +48,7 @@ def test_half_precision_close_to_float32(reference_dir, photo, name, fast):
 def test_channel_attention_float16_on_2048_squared_maps():
     """CH-SA sums over 4.2 M pixels of |x| ~ 4: float16 would overflow there; both paths stay close to float32."""
     torch.manual_seed(0)
-    size, c = 2048, 16
+    size, c = 2048, 4
     attn = CHSA(c, 1, 0.0, 0.0).eval()
     with torch.no_grad():
         attn.logit_scale.fill_(math.log(50.0))
@@ -71,8 +71,8 @@ def test_channel_attention_float16_on_2048_squared_maps():
 def test_spatial_attention_float16_large_values_and_zero_vectors():
     """SP-SA with |x| ~ 8, logit scale 80, a large bias and an all-zero region (norm 0): finite, close to float32.
 
-    Its sums run over one window's 16 channels, so their size does not grow with the image: a 2048x2048 map is
-    checked on the default (fast) path, both paths against float32 on 256x256.
+    Its sums run over one window's 16 channels, so their size does not grow with the image: a large map is
+    checked on the default (fast) path at 1024x1024, both paths against float32 on 256x256.
     """
     torch.manual_seed(0)
     c = 16
@@ -92,7 +92,7 @@ def test_spatial_attention_float16_large_values_and_zero_vectors():
                                            None)
             return module(x, None)
 
-    assert torch.isfinite(run(2048, torch.float16, fast=True)).all()
+    assert torch.isfinite(run(1024, torch.float16, fast=True)).all()
     for fast in (True, False):
         ref = run(256, torch.float32, fast)
         out = run(256, torch.float16, fast)

@@ -132,10 +132,8 @@ def test_ntire_protocol_on_whole_images(reference_dir, datasets_dir, capsys, ben
     assert 'needs --images DIR' in capsys.readouterr().err
 
 
-def test_half_precisions_and_compiled_latency(capsys, inductor_cache, monkeypatch, tmp_path, bench):
-    """--bf16 / --half run on the CPU too; --compile times the compiled fast path (the tiny network's kernels
-    come from the suite's shared Inductor cache when `ramit infer --compile` ran first on the same network)."""
-    monkeypatch.setenv('TORCHINDUCTOR_CACHE_DIR', str(inductor_cache))
+def test_half_precisions_and_compiled_latency(capsys, compile_without_inductor, tmp_path, bench):
+    """--bf16 / --half run on the CPU too; --compile times the compiled fast path."""
     torch.manual_seed(0)
     tiny = RAMiT('RAMiT-1', 'sr', 2, dim=16, depths=(1, 1, 1, 1), num_heads=(2, 2, 2, 2), window_size=4)
     torch.save(tiny.state_dict(), tmp_path / 'tiny.pth')
@@ -143,6 +141,7 @@ def test_half_precisions_and_compiled_latency(capsys, inductor_cache, monkeypatc
                  '--threads', '1', '--compile', '--backends', 'torch', '--json') == 0
     row = json.loads(capsys.readouterr().out)['results'][0]
     assert row['compiled']['repeats'] == 2 and row['speedup_compiled'] > 0
+    assert len(compile_without_inductor) == 1
     for flag in ('--bf16', '--half'):
         assert bench('--variant', 'RAMiT-slimLLE', '--task', 'lle', '--sizes', '16', '--repeats', '1', '--warmup',
                      '0', '--threads', '1', '--backends', 'torch', flag, '--json') == 0

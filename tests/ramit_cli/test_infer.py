@@ -281,11 +281,11 @@ def test_custom_checkpoint_and_threads(tmp_path, capsys, infer, image_file):
 
 @pytest.mark.parametrize('flag', ['--half', '--bf16'])
 def test_half_precision_within_2_of_255_at_the_99th_percentile(reference_dir, datasets_dir, tmp_path, infer, flag):
-    """float16 / bfloat16 against float32 on four Set5 photos (x4 inputs; 'baby', the largest, left out: float16
-    is slow on CPUs), 8-bit outputs, the PyTorch backend for all three."""
+    """float16 / bfloat16 against float32 on two Set5 photos (x4 inputs; float16 is slow on CPUs), 8-bit outputs,
+    the PyTorch backend for all three."""
     weights = reference_dir / 'weights' / 'RAMiT-slimSR_X4.pth'
     lr = [datasets_dir / 'Set5' / 'LR_bicubic' / 'X4' / f'{name}x4.png'
-          for name in ('bird', 'butterfly', 'head', 'woman')]
+          for name in ('bird', 'woman')]
     common = ['--weights', weights, '--threads', '2', '--backend', 'torch']
     assert infer('-i', *lr, '-o', tmp_path / 'fp32', *common) == 0
     assert infer('-i', *lr, '-o', tmp_path / 'half', *common, flag) == 0
@@ -295,7 +295,7 @@ def test_half_precision_within_2_of_255_at_the_99th_percentile(reference_dir, da
         half = cv2.imread(str(tmp_path / 'half' / path.name)).astype(np.int16)
         diffs.append(np.abs(full - half).ravel())
     diffs = np.concatenate(diffs)
-    assert len(list((tmp_path / 'half').iterdir())) == 4
+    assert len(list((tmp_path / 'half').iterdir())) == 2
     assert np.percentile(diffs, 99) <= 2 and diffs.max() <= 16
 
 
@@ -357,9 +357,9 @@ def test_a_tile_below_the_padding_unit_gets_a_note(tiny_weights, tmp_path, capsy
     assert cv2.imread(str(tmp_path / 'o' / 'x_RAMiT_x2.png')).shape == (8, 8, 3)
 
 
-def test_compiled_inference_equals_eager(tmp_path, inductor_cache, monkeypatch, infer, image_file):
-    """`--compile`: the same images as the eager run (float32, tiny custom network, kernels cached for bench)."""
-    monkeypatch.setenv('TORCHINDUCTOR_CACHE_DIR', str(inductor_cache))
+def test_compiled_inference_equals_eager(tmp_path, compile_without_inductor, infer, image_file):
+    """`--compile`: the same images as the eager run (float32, tiny custom network), compiled once for the one
+    image size (static shapes)."""
     torch.manual_seed(0)
     net = RAMiT('RAMiT-1', 'sr', 2, dim=16, depths=(1, 1, 1, 1), num_heads=(2, 2, 2, 2), window_size=4)
     torch.save(net.state_dict(), tmp_path / 'tiny.pth')
@@ -370,6 +370,7 @@ def test_compiled_inference_equals_eager(tmp_path, inductor_cache, monkeypatch, 
     for name, extra in (('eager', ['--backend', 'torch']), ('compiled', ['--compile'])):
         assert infer('-i', src, '-o', tmp_path / name, '--weights', tmp_path / 'tiny.pth', '--threads', '1',
                      *extra) == 0
+    assert [call['dynamic'] for call in compile_without_inductor] == [False]
     for i in range(2):
         eager = cv2.imread(str(tmp_path / 'eager' / f'{i}_RAMiT_x2.png')).astype(np.int16)
         compiled = cv2.imread(str(tmp_path / 'compiled' / f'{i}_RAMiT_x2.png')).astype(np.int16)

@@ -157,13 +157,17 @@ def basicsr_log_to(stream) -> Iterator[None]:
 
     # Its own console handler only: pytest attaches its capture handlers (StreamHandler subclasses) to it too.
     handlers = [h for h in get_root_logger().handlers if type(h) is logging.StreamHandler]
-    for handler in handlers:
-        handler.setStream(stream)
+
+    def point(target) -> None:
+        for handler in handlers:  # not setStream: it flushes the old stream, which may be closed
+            with handler.lock:
+                handler.stream = target
+
+    point(stream)
     try:
         yield
     finally:
-        for handler in handlers:
-            handler.setStream(sys.__stderr__)
+        point(sys.__stderr__)
 
 
 def basicsr_main(*args: str, cwd: Path) -> BasicsrResult:

@@ -73,7 +73,8 @@ def test_ema_option_validates_saves_and_tests_the_averaged_weights(tmp_path, tin
     assert abs(mm_test(tmp_path / 'raw.pth') - val_psnr) > 1e-3
 
 
-def test_compiled_training_forward_keeps_plain_checkpoints(tmp_path, tiny_config, monkeypatch):
+def test_compiled_training_forward_keeps_plain_checkpoints(tmp_path, tiny_config, monkeypatch,
+                                                           compile_without_inductor):
     """model.compile=True: the tiny run trains through torch.compile and saves the generator under its plain keys.
 
     Dynamo traces the whole network (fullgraph) and AOTAutograd splits forward and backward as in any compiled run;
@@ -81,14 +82,7 @@ def test_compiled_training_forward_keeps_plain_checkpoints(tmp_path, tiny_config
     and is torch's own business (the BasicSR compile test runs it).
     """
     monkeypatch.chdir(tmp_path)
-    calls = []
-    compile_with_inductor = torch.compile
-
-    def compile_eagerly(module, **kwargs):
-        calls.append(kwargs)
-        return compile_with_inductor(module, backend='aot_eager', **kwargs)
-
-    monkeypatch.setattr(torch, 'compile', compile_eagerly)
+    calls = compile_without_inductor
     work_dir = tmp_path / 'work'
     assert main(['mm-train', str(tiny_config(4)), '--work-dir', str(work_dir), '--cfg-options',
                  'model.compile=True', 'default_hooks.checkpoint.interval=4'], prog='ramit') == 0
