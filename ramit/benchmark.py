@@ -54,7 +54,8 @@ def _cpu_name() -> str:
 
 def environment_line(env: Dict[str, str]) -> str:
     """One line such as 'NVIDIA H100 80GB HBM3, driver 550.54, torch 2.14.1 (CUDA 12.8, cuDNN 91000)'."""
-    libs = f" (CUDA {env['cuda']}, cuDNN {env['cudnn']})" if 'cuda' in env else f", {env['threads']} thread{'s' if env['threads'] != '1' else ''}"
+    plural = 's' if env.get('threads') != '1' else ''
+    libs = f" (CUDA {env['cuda']}, cuDNN {env['cudnn']})" if 'cuda' in env else f", {env['threads']} thread{plural}"
     return f"{env['device']}, driver {env['driver']}, torch {env['torch']}{libs}"
 
 

@@ -85,7 +85,7 @@ def compile_options(value: Union[None, bool, str, Mapping], option: str) -> Opti
     unknown = sorted(set(value) - {'mode'}) if isinstance(value, Mapping) else []
     if mode not in MODES or unknown:
         raise OptionError(f"{option}: {value!r} is not valid; use true, false, one of {', '.join(MODES)} or "
-                         '{mode: <one of those>}')
+                          '{mode: <one of those>}')
     return {'mode': mode}
 
 

@@ -559,10 +559,10 @@ class RAMiT(nn.Module):
     def check_input(self, x: Tensor) -> None:
         """Raise ValueError unless x is [B, in_chans, H, W]."""
         if x.dim() != 4 or x.shape[1] != self.in_chans:
+            gray_hint = (' (a gray image into a colour network? convert it to RGB or use task graydn)'
+                         if x.dim() == 4 and x.shape[1] == 1 else '')
             raise ValueError(f'{self.describe()} expects input of shape [B, {self.in_chans}, H, W], '
-                             f'got {list(x.shape)}' + (' (a gray image into a colour network? convert it '
-                                                        'to RGB or use task graydn)' if x.dim() == 4 and
-                                                       x.shape[1] == 1 else ''))
+                             f'got {list(x.shape)}{gray_hint}')
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
@@ -589,4 +589,3 @@ class RAMiT(nn.Module):
             y = y * self.std + self.mean
         s = self.upscale
         return y[..., :h * s, :w * s]
-

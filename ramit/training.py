@@ -309,4 +309,3 @@ def finite_checkpoint_note(found: Optional[Tuple[int, str]], resume_hint: str) -
     if found is None:
         return 'no usable checkpoint had been saved yet'
     return f'the last good checkpoint is {found[1]} (iteration {found[0]}; {resume_hint})'
-

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ramit.benchmark import (TrainCase, bench_ntire, bench_size, bench_train, environment,
-                         environment_line, loss_curve_deviation)
+                             environment_line, loss_curve_deviation)
 from ramit.compilation import compile_network
 from ramit.complexity import count_macs, count_params
 from ramit.errors import OptionError, RunError

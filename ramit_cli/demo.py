@@ -82,8 +82,8 @@ def build_dataset(data_dir: Path, n_thread: int = 1) -> Dict[str, Path]:
         for split in ('train', 'val'):
             make_lr(photos / split, stage / f'{split}_LR_bicubic_X{SCALE}', SCALE, n_thread=n_thread,
                     hr_output=stage / f'{split}_HR')
-        for kind, crop, step in (('HR', SUB_CROP, SUB_STEP), (f'LR_bicubic_X{SCALE}', SUB_CROP // SCALE,
-                                                                SUB_STEP // SCALE)):
+        for kind, crop, step in (('HR', SUB_CROP, SUB_STEP),
+                                 (f'LR_bicubic_X{SCALE}', SUB_CROP // SCALE, SUB_STEP // SCALE)):
             extract_subimages(stage / f'train_{kind}', stage / f'train_{kind}_sub', crop, step, n_thread=n_thread)
             make_lmdb(stage / f'train_{kind}_sub', stage / f'train_{kind}_sub.lmdb', n_thread=n_thread)
     return dataset_paths(data_dir)

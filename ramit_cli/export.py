@@ -25,8 +25,10 @@ def run(args: argparse.Namespace, prog: str) -> int:
     print(f'{net.describe()} -> {args.onnx}: tracing ({"float16" if args.half else "float32"}, opset {args.opset}), '
           f'then checking on {len(photos)} photo(s)', flush=True)
     diff = export_onnx(net, args.onnx, args.opset, args.half, photos, args.tolerance)
-    limits = (args.tolerance,) * 2 if args.tolerance is not None else HALF_TOLERANCE if args.half else (TOLERANCE,) * 2
-    print(f"{args.onnx}: written; onnxruntime vs ramit infer (PyTorch, float32) on {', '.join(p.name for p in photos)}: "
+    limits = ((args.tolerance,) * 2 if args.tolerance is not None
+              else HALF_TOLERANCE if args.half else (TOLERANCE,) * 2)
+    names = ', '.join(p.name for p in photos)
+    print(f"{args.onnx}: written; onnxruntime vs ramit infer (PyTorch, float32) on {names}: "
           f"max |diff| {diff['max']:.3g}, 99th percentile {diff['p99']:.3g} (allowed {limits[0]:.3g} / "
           f'{limits[1]:.3g}); the graph pads (mirror) to {net.pad_unit} and crops back, any batch, height and width')
     return 0

@@ -287,4 +287,3 @@ def process(runner: Runner, items: list, args: argparse.Namespace, bar, failed: 
                        f'in {seconds:.2f}s', file=sys.stderr)
         bar.update(1)
     return written
-

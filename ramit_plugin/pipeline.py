@@ -197,7 +197,8 @@ def finish_options(opt: dict, is_train: bool, auto_resume: bool, debug: bool, ro
     opt['path'] = dict(opt.get('path') or {})
     opt['path'].setdefault('strict_load_g', True)
     # What basicsr reads with [] rather than .get(): the option schema's defaults.
-    opt['logger'] = dict(dict(print_freq=100, save_checkpoint_freq=5000, use_tb_logger=False), **(opt.get('logger') or {}))
+    logger_defaults = dict(print_freq=100, save_checkpoint_freq=5000, use_tb_logger=False)
+    opt['logger'] = dict(logger_defaults, **(opt.get('logger') or {}))
     if isinstance(opt.get('val'), dict):
         opt['val'].setdefault('suffix', None)
         opt['val'].setdefault('save_img', False)
@@ -393,7 +394,8 @@ def _train(opt: dict, opt_path: str) -> None:
                    for v, p in zip(val_sets, [p for p in opt['datasets'] if p.startswith('val')])]
     per_epoch = len(sampler) // train_loader.batch_size
     total_iters = int(opt['train']['total_iter'])
-    logger.info(f'Training statistics: {len(train_set)} images x enlarge ratio {data_opt.get("dataset_enlarge_ratio", 1)}, '
+    enlarge = data_opt.get('dataset_enlarge_ratio', 1)
+    logger.info(f'Training statistics: {len(train_set)} images x enlarge ratio {enlarge}, '
                 f'batch {data_opt["batch_size_per_gpu"]} per process x {opt["world_size"]} process(es): {per_epoch} '
                 f'iterations per epoch; {total_iters} iterations.')
 
@@ -520,4 +522,3 @@ def peer_lost(err: BaseException) -> Optional[str]:
         return ('another process of the distributed run ended (a node stopped or was killed); this one stops too. '
                 'Restart every node with --auto_resume to continue from the last checkpoint')
     return None
-

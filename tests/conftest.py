@@ -1,6 +1,7 @@
 """Shared fixtures: the reference material and benchmark sets in ../shared (skipped when absent, failed in CI)."""
 import os
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -64,6 +65,24 @@ def datasets_dir() -> Path:
 
 
 @pytest.fixture(scope='session')
+def onnx_cache_dir(tmp_path_factory) -> Path:
+    """One RAMIT_CACHE for the whole run, shared by pytest-xdist's workers (their temporary folders have one parent):
+    each published network is exported to ONNX once per run. cached_onnx writes atomically, so two workers exporting
+    the same network at once only duplicate work."""
+    base = tmp_path_factory.getbasetemp()
+    path = (base.parent if os.environ.get('PYTEST_XDIST_WORKER') else base) / 'ramit_cache'
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def onnx_cache(onnx_cache_dir, monkeypatch) -> Path:
+    """RAMIT_CACHE set to the run's cache (never the user's ~/.cache) for one test."""
+    monkeypatch.setenv('RAMIT_CACHE', str(onnx_cache_dir))
+    return onnx_cache_dir
+
+
+@pytest.fixture(scope='session')
 def inductor_cache(tmp_path_factory) -> Path:
     """One Inductor kernel cache for the suite's torch.compile tests: the tiny network compiles once (~1.5 min)."""
     return tmp_path_factory.mktemp('inductor')
@@ -86,6 +105,8 @@ def cuda(monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', False)
     monkeypatch.setattr(torch.backends.cuda.matmul, 'allow_tf32', False)
     return torch.device('cuda')
+
+
 @pytest.fixture
 def umask_022():
     """Run with the common umask 022 (restored afterwards)."""
@@ -96,20 +117,24 @@ def umask_022():
 
 @pytest.fixture
 def lock_holder():
-    """Factory: another process holding a lock on ``path`` as ramit_plugin.fileio.exclusive_lock takes it (lockf,
-    its pid in the file), like a running experiment; killed afterwards. It imports nothing heavy, so it starts fast."""
+    """Factory: another process holding a lock on ``path`` as ramit.fileio.exclusive_lock takes it (lockf, its pid in
+    the file), like a running experiment; with ``log`` it also keeps that file open for writing, with ``unlink`` it
+    then deletes the lock file (as a clean-up of hidden files would). Killed afterwards; it imports nothing heavy."""
     import subprocess
     import sys
 
     holders = []
 
-    def hold(path: Path) -> 'subprocess.Popen':
+    def hold(path: Path, log: Optional[Path] = None, unlink: bool = False) -> 'subprocess.Popen':
         holder = subprocess.Popen([sys.executable, '-c', (
-            'import fcntl, os, time\n'
-            f'fd = os.open({str(path)!r}, os.O_RDWR | os.O_CREAT)\n'
+            'import fcntl, os, sys, time\n'
+            'log = open(sys.argv[2], "w") if sys.argv[2] else None\n'
+            'fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n'
             'fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n'
             'os.write(fd, f"{os.getpid()}\\n".encode())\n'
-            'print("locked", flush=True); time.sleep(300)')], stdout=subprocess.PIPE, text=True)
+            'os.unlink(sys.argv[1]) if sys.argv[3] == "1" else None\n'
+            'print("locked", flush=True); time.sleep(300)'), str(path), str(log or ''), '1' if unlink else '0'],
+            stdout=subprocess.PIPE, text=True)
         holders.append(holder)
         assert holder.stdout.readline() == 'locked\n'
         return holder

@@ -32,7 +32,7 @@ class PSNRSSIMMetric(BaseMetric):
         unknown = [m for m in metrics if m not in FUNCTIONS]
         if unknown or not metrics:
             raise OptionError(f"PSNRSSIMMetric: metrics must be a non-empty subset of {', '.join(FUNCTIONS)}, "
-                             f'got {list(metrics)}')
+                              f'got {list(metrics)}')
         if isinstance(crop_border, str) and crop_border != 'scale':
             raise OptionError(f"PSNRSSIMMetric: crop_border must be a number of pixels or 'scale', got {crop_border!r}")
         self.crop_border = crop_border

@@ -164,7 +164,7 @@ def prepare_distributed(cfg) -> None:
         return
     if cfg.launcher != 'pytorch':
         raise OptionError(f'--launcher {cfg.launcher} needs CUDA; on a CPU-only machine start the processes '
-                           'with torchrun ... --launcher pytorch')
+                          'with torchrun ... --launcher pytorch')
     dist_cfg = dict(cfg.get('env_cfg', {}).get('dist_cfg', {}), backend='gloo')
     cfg.merge_from_dict({'env_cfg.dist_cfg': dist_cfg})
     cfg.model_wrapper_cfg = dict(cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel'),

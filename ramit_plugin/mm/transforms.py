@@ -31,7 +31,7 @@ class PairedRandomCrop:
                  lq_patch_size: Optional[int] = None) -> None:
         if (gt_patch_size is None) == (lq_patch_size is None):
             raise OptionError('PairedRandomCrop: give exactly one of gt_patch_size (GT pixels) and lq_patch_size '
-                             '(LQ pixels)')
+                              '(LQ pixels)')
         self.gt_patch_size = gt_patch_size
         self.lq_patch_size = lq_patch_size
         self.scale = scale
@@ -75,7 +75,7 @@ class AddGaussianNoise:
     def __init__(self, sigma: Optional[float] = None, sigma_range: Optional[Sequence[float]] = None) -> None:
         if (sigma is None) == (sigma_range is None):
             raise OptionError('AddGaussianNoise: give exactly one of sigma (fixed test noise) and sigma_range '
-                             '(blind training noise)')
+                              '(blind training noise)')
         self.sigma = None if sigma is None else check_sigma(sigma, 'AddGaussianNoise.sigma')
         self.sigma_range = None if sigma_range is None else check_sigma_range(sigma_range,
                                                                               'AddGaussianNoise.sigma_range')

@@ -59,17 +59,18 @@ def check_photo(tmp_path_factory, crops: Dict[str, torch.Tensor]) -> Path:
 
 
 @pytest.fixture(scope='module')
-def exported(reference_dir: Path, tmp_path_factory, check_photo: Path) -> Callable[[str], Exported]:
-    """Factory: the published checkpoint ``name`` exported in float32 (once per module) and a session of it."""
-    folder = tmp_path_factory.mktemp('onnx')
+def exported(reference_dir: Path, onnx_cache_dir: Path) -> Callable[[str], Exported]:
+    """Factory: the published checkpoint ``name`` exported in float32 through the onnxruntime backend's cache (as
+    `ramit infer --backend onnxruntime` makes it: once per run, checked on the bundled photos) and a session of it."""
     done: Dict[str, Exported] = {}
 
     def get(name: str) -> Exported:
         """The export of ``name``, made on first use."""
         if name not in done:
             net = published(reference_dir, name)
-            path = folder / f'{name}.onnx'
-            export_onnx(net, path, photos=[check_photo])
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv('RAMIT_CACHE', str(onnx_cache_dir))
+                path, _ = cached_onnx(net, log=lambda line: None)
             done[name] = Exported(net, path, OnnxSession(path, 'cpu'))
         return done[name]
 
@@ -172,12 +173,11 @@ def as_uint8(out: torch.Tensor) -> np.ndarray:
     return (out[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
-def test_set5_bird_psnr_y_of_the_onnx_model_equals_pytorchs(reference_dir, datasets_dir, check_photo, tmp_path):
-    net = published(reference_dir, 'RAMiT-slimSR_X2')
-    export_onnx(net, tmp_path / 'slimsr_x2.onnx', photos=[check_photo])
+def test_set5_bird_psnr_y_of_the_onnx_model_equals_pytorchs(exported, datasets_dir):
+    net, _, session = exported('RAMiT-slimSR_X2')
     lr = photo_tensor(datasets_dir / 'Set5' / 'LR_bicubic' / 'X2' / 'birdx2.png')
     hr = as_uint8(photo_tensor(datasets_dir / 'Set5' / 'HR' / 'bird.png'))
-    onnx = psnr_y(as_uint8(restore_tensor(OnnxSession(tmp_path / 'slimsr_x2.onnx', 'cpu').run, lr, 2)), hr, 2)
+    onnx = psnr_y(as_uint8(restore_tensor(session.run, lr, 2)), hr, 2)
     torch_ = psnr_y(as_uint8(restore_tensor(torch_run(net), lr, 2)), hr, 2)
     assert abs(onnx - torch_) <= 0.01, f'PSNR-Y onnxruntime {onnx:.4f} dB, PyTorch {torch_:.4f} dB'
     assert torch_ > 35, f'PSNR-Y PyTorch {torch_:.4f} dB: far below what RAMiT-slimSR x2 reaches on bird'

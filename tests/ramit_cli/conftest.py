@@ -51,36 +51,28 @@ def ramit() -> Callable[..., int]:
     return run_ramit
 
 
-@pytest.fixture(scope='session')
-def onnx_cache_dir(tmp_path_factory) -> Path:
-    """One RAMIT_CACHE for the session's command-line tests: each network is exported to ONNX once."""
-    return tmp_path_factory.mktemp('ramit_cache')
-
-
-@pytest.fixture
-def onnx_cache(onnx_cache_dir, monkeypatch) -> Path:
-    """RAMIT_CACHE set to the session's cache (never the user's ~/.cache) for one test."""
-    monkeypatch.setenv('RAMIT_CACHE', str(onnx_cache_dir))
-    return onnx_cache_dir
-
-
 @pytest.fixture
 def slim_x2(reference_dir) -> Path:
     """The published RAMiT-slimSR x2 checkpoint in ../shared."""
     return reference_dir / 'weights' / 'RAMiT-slimSR_X2.pth'
 
 
-@pytest.fixture
-def tiny_weights(tmp_path) -> Path:
-    """A tiny x2 RAMiT checkpoint (random weights, always the same: these tests are about files, not quality)."""
+def tiny_checkpoint(path: Path, task: str = 'sr', **hparams) -> Path:
+    """A tiny RAMiT checkpoint with random weights, always the same (for tests about files, not quality)."""
     import torch
 
     from ramit import RAMiT
 
     torch.manual_seed(0)
-    net = RAMiT('RAMiT', 'sr', upscale=2, dim=16, depths=(1, 1, 1, 1), window_size=4, fuse_expand_groups=1)
-    torch.save(net.state_dict(), tmp_path / 'tiny.pth')
-    return tmp_path / 'tiny.pth'
+    net = RAMiT('RAMiT', task, dim=16, depths=(1, 1, 1, 1), window_size=4, fuse_expand_groups=1, **hparams)
+    torch.save(net.state_dict(), path)
+    return path
+
+
+@pytest.fixture
+def tiny_weights(tmp_path) -> Path:
+    """A tiny x2 RAMiT checkpoint."""
+    return tiny_checkpoint(tmp_path / 'tiny.pth', upscale=2)
 
 
 # ---------------------------------------------------------------- BasicSR runs (convert's safetensors, CUDA checks)

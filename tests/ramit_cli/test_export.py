@@ -9,9 +9,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from ramit import RAMiT
 from ramit.images import read_image, to_network_channels
 from ramit.inference import load_network, restore_tensor, torch_run
+from tests.ramit_cli.conftest import tiny_checkpoint
 
 
 @pytest.fixture
@@ -28,11 +28,8 @@ def slim_lle(reference_dir) -> Path:
 
 @pytest.fixture
 def tiny_lle(tmp_path) -> Path:
-    """A tiny custom low-light checkpoint (random weights), quick to export."""
-    torch.manual_seed(0)
-    net = RAMiT('RAMiT', 'lle', dim=16, depths=(1, 1, 1, 1), window_size=4, fuse_expand_groups=1)
-    torch.save(net.state_dict(), tmp_path / 'custom.pth')
-    return tmp_path / 'custom.pth'
+    """A tiny custom low-light checkpoint, quick to export."""
+    return tiny_checkpoint(tmp_path / 'custom.pth', 'lle')
 
 
 def onnx_output(model: Path, image: Path) -> np.ndarray:

@@ -206,12 +206,8 @@ def test_mmengine_runner_checkpoints_open_after_ramit_convert(spandrel, tmp_path
     assert desc.model.hparams == net.hparams
 
 
-def test_the_adapter_imports_no_training_framework_and_ramit_plugin_works_without_spandrel(spandrel):
-    proc = fresh_python(
-        'import sys, spandrel, ramit_spandrel\n'
-        "assert type(spandrel.MAIN_REGISTRY.get('RAMiT').architecture).__module__ == 'ramit_spandrel'\n"
-        f'print(sorted({{m.split(".")[0] for m in sys.modules}} & {set(FRAMEWORKS)!r}))')
-    assert proc.returncode == 0 and proc.stdout.strip() == '[]', (proc.stdout, proc.stderr)
+def test_ramit_plugin_works_without_spandrel():
+    """(That the adapter imports no training framework is checked with the ComfyUI node pack, which imports it.)"""
     proc = fresh_python("import sys; sys.modules['spandrel'] = None; import ramit_plugin; "
                         "assert 'ramit_spandrel' not in sys.modules; print('imported')")
     assert proc.returncode == 0 and proc.stdout.strip() == 'imported', proc.stderr

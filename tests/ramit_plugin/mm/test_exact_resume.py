@@ -9,9 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator
 
-import pytest
 import torch
 
 from ramit_cli.main import main
@@ -159,38 +157,12 @@ def test_a_work_dir_in_use_is_refused(tmp_path, tiny_config, capsys, monkeypatch
     assert names(work_dir) == ['.lock']
 
 
-@pytest.fixture
-def run_without_lock_file() -> Iterator[Callable[[Path], subprocess.Popen]]:
-    """Factory: a process like a running `ramit mm-train` in ``work_dir`` (its log open there, <work_dir>/.lock locked
-    with lockf) whose lock file was then deleted, as a clean-up of hidden files would; killed afterwards."""
-    procs = []
-
-    def start(work_dir: Path) -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, '-c', (
-            'import fcntl, os, sys, time\n'
-            'log = open(os.path.join(sys.argv[1], "run.log"), "w")\n'
-            'lock = os.path.join(sys.argv[1], ".lock")\n'
-            'fd = os.open(lock, os.O_RDWR | os.O_CREAT)\n'
-            'fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n'
-            'os.write(fd, f"{os.getpid()}\\n".encode())\n'
-            'os.unlink(lock)\n'
-            'print("running", flush=True); time.sleep(300)'), str(work_dir)], stdout=subprocess.PIPE, text=True)
-        procs.append(proc)
-        assert proc.stdout.readline() == 'running\n'
-        return proc
-
-    yield start
-    for proc in procs:
-        proc.kill()
-        proc.wait()
-
-
 def test_a_work_dir_in_use_is_refused_when_its_lock_file_was_deleted(tmp_path, tiny_config, capsys, monkeypatch,
-                                                                     run_without_lock_file):
+                                                                     lock_holder):
     monkeypatch.chdir(tmp_path)
     work_dir = tmp_path / 'w'
     work_dir.mkdir()
-    running = run_without_lock_file(work_dir)
+    running = lock_holder(work_dir / '.lock', log=work_dir / 'run.log', unlink=True)
     assert names(work_dir) == ['run.log']  # a new lock file would be free to take
     assert main(['mm-train', str(tiny_config(4)), '--work-dir', str(work_dir)], prog='ramit') == 2
     assert error_line(capsys) == (f'ramit mm-train: error: work dir {work_dir} is in use by a running process '

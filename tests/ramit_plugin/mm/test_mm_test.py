@@ -32,8 +32,7 @@ def test_raw_published_checkpoint_reproduces_set5_psnr_and_ssim(scale, reference
     assert ssim == pytest.approx(PAPER_SET5[scale][1], abs=0.0005)
 
 
-def test_checkpoint_of_another_scale_is_a_one_line_error(reference_dir, datasets_dir, tmp_path, monkeypatch,
-                                                          capsys):
+def test_checkpoint_of_another_scale_is_a_one_line_error(reference_dir, datasets_dir, tmp_path, monkeypatch, capsys):
     weights = str(reference_dir / 'weights' / 'RAMiT-1_X4.pth')
     assert run_mm_test(tmp_path, weights, datasets_dir / 'Set5', monkeypatch) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -66,8 +66,8 @@ def test_ema_option_validates_saves_and_tests_the_averaged_weights(tmp_path, tin
 
     # Validation at iteration 4 ran the EMA weights: `ramit mm-test` on the checkpoint reproduces its PSNR, and the
     # raw weights score differently.
-    val_psnr = next(r['PSNR'] for r in map(json.loads, next(work_dir.glob('*/vis_data/scalars.json')).read_text()
-                                                       .splitlines()) if 'PSNR' in r)
+    scalars = next(work_dir.glob('*/vis_data/scalars.json')).read_text().splitlines()
+    val_psnr = next(r['PSNR'] for r in map(json.loads, scalars) if 'PSNR' in r)
     assert mm_test(checkpoint) == pytest.approx(val_psnr, abs=1e-4)
     torch.save(raw, tmp_path / 'raw.pth')
     assert abs(mm_test(tmp_path / 'raw.pth') - val_psnr) > 1e-3
