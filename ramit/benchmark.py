@@ -9,7 +9,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Callable, Collection, Dict, Iterator, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -67,9 +67,11 @@ def synchronize(device: torch.device) -> None:
 
 # ------------------------------------------------------------------------------------------------ inference latency
 def bench_size(cases: Dict[str, Callable], x: torch.Tensor, device: torch.device, repeats: int,
-               warmup: int, progress: Callable[[str], None] = lambda line: None) -> Dict[str, dict]:
+               warmup: int, progress: Callable[[str], None] = lambda line: None,
+               no_peak: Collection[str] = ()) -> Dict[str, dict]:
     """Time every case of ``cases`` on ``x``, interleaved: ``warmup`` untimed calls each, then ``repeats`` rounds
-    of one timed call each; then one call each for its peak memory. Median/min latency, images/s, peak MiB."""
+    of one timed call each; then one call each for its peak memory. Median/min latency, images/s, peak MiB (None
+    for the cases in ``no_peak``, whose memory these counters do not see)."""
     times: Dict[str, list] = {name: [] for name in cases}
     with torch.no_grad():
         for _ in range(warmup):
@@ -79,7 +81,8 @@ def bench_size(cases: Dict[str, Callable], x: torch.Tensor, device: torch.device
             for name, fn in cases.items():
                 times[name].append(Timer('fn(x)', globals={'fn': fn, 'x': x}).timeit(1).times[0])
             progress(f'{tuple(x.shape[-2:])}: round {round_ + 1} of {repeats} done')
-        peaks = {name: measure(lambda: fn(x), device)['peak_mib'] for name, fn in cases.items()}
+        peaks = {name: None if name in no_peak else measure(lambda: fn(x), device)['peak_mib']
+                 for name, fn in cases.items()}
     return {name: dict(median_s=statistics.median(t), min_s=min(t), images_per_s=x.shape[0] / statistics.median(t),
                        peak_mib=peaks[name], repeats=len(t)) for name, t in times.items()}
 

@@ -15,7 +15,8 @@ def run(args: argparse.Namespace, prog: str) -> int:
     """Export, check against the PyTorch backend on photos, and print the difference."""
     missing = [name for name in ('onnx', 'onnxruntime') if importlib.util.find_spec(name) is None]
     if missing:
-        raise OptionError(f"needs {' and '.join(missing)}: pip install 'ramit-plugin[export]'")
+        raise OptionError(f"needs {' and '.join(missing)} (dependencies of ramit-plugin that are missing here): "
+                          f"pip install {' '.join(missing)}")
     newest = onnx_limits.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET  # torch's exporter raises a traceback beyond it
     if not 14 <= args.opset <= newest:
         raise OptionError(f'--opset {args.opset}: this torch exports opsets 14 to {newest}')

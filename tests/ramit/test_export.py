@@ -15,7 +15,7 @@ from ramit.inference import restore_tensor, torch_run
 from ramit.network import RAMiT
 from tests.ramit.conftest import photo_tensor, published, tiny_network
 
-pytest.importorskip('onnx', reason="the ONNX export needs onnx (pip install '.[export]' or '.[test]')")
+pytest.importorskip('onnx', reason='the ONNX export needs onnx (a dependency of ramit-plugin: pip install onnx)')
 
 # The published checkpoints exported in float32 (each once, for every test of this file).
 EXPORTED = ['RAMiT-1_X2', 'RAMiT-1_X3', 'RAMiT-1_X4', 'RAMiT-1_CDN', 'RAMiT-slimLLE_LLE']

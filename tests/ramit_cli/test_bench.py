@@ -32,7 +32,7 @@ def test_json_report_of_every_path_and_backend(capsys, bench):
             r = row[path]
             assert r['repeats'] == 2 and 0 < r['min_s'] <= r['median_s']
             assert r['images_per_s'] == pytest.approx(1 / r['median_s'])
-            assert r['peak_mib'] is None or r['peak_mib'] >= 0
+            assert r['peak_mib'] is None if path == 'onnxruntime' else r['peak_mib'] is None or r['peak_mib'] >= 0
         for path in ('fast', 'onnxruntime'):
             assert row[f'speedup_{path}'] == pytest.approx(row['reference']['median_s'] / row[path]['median_s'])
     # Both sizes pad to 32 and 64: the larger costs 4x the multiply-adds.
