@@ -29,7 +29,9 @@ def alias_functional_tensor() -> None:
     import importlib.util
     import types
 
-    if LEGACY_MODULE in sys.modules or importlib.util.find_spec(LEGACY_MODULE) is not None:
+    # Without torchvision there is nothing to alias: basicsr's own import then names the missing package.
+    if LEGACY_MODULE in sys.modules or importlib.util.find_spec('torchvision') is None \
+            or importlib.util.find_spec(LEGACY_MODULE) is not None:
         return
     from torchvision.transforms.functional import rgb_to_grayscale
 

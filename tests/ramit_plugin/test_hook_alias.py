@@ -58,3 +58,11 @@ def test_the_alias_adds_only_the_missing_function():
     assert [name for name in vars(alias) if not name.startswith('__')] == ['rgb_to_grayscale']
     ramit_hook.alias_functional_tensor()  # a second call changes nothing
     assert sys.modules[LEGACY] is alias
+
+
+def test_without_torchvision_the_alias_does_nothing(monkeypatch):
+    """An environment without torchvision: no alias and no error of ours (basicsr then names what is missing)."""
+    monkeypatch.delitem(sys.modules, LEGACY, raising=False)
+    monkeypatch.setitem(sys.modules, 'torchvision', None)
+    ramit_hook.alias_functional_tensor()
+    assert LEGACY not in sys.modules
