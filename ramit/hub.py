@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
 
-from .errors import CheckpointNotFoundError, RunError
+from .errors import CheckpointNotFoundError, OptionError, RunError
 from .fileio import atomic_output, make_folder, output_error
 
 DEFAULT_URL_BASE = 'https://github.com/rami0205/RAMiT/raw/main/pretrained'
@@ -86,9 +86,13 @@ def url_base() -> str:
 
 
 def cache_dir() -> Path:
-    """The cache folder ($RAMIT_CACHE or ~/.cache/ramit_plugin); not created here."""
+    """The cache folder ($RAMIT_CACHE or ~/.cache/ramit_plugin); not created here. OptionError if it is a file."""
     env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else Path.home() / '.cache' / 'ramit_plugin'
+    path = Path(env).expanduser() if env else Path.home() / '.cache' / 'ramit_plugin'
+    if path.exists() and not path.is_dir():
+        raise OptionError(f'{CACHE_ENV + "=" + env if env else path}: is a file; the cache must be a folder '
+                          f'(set {CACHE_ENV} to one; it is created when first needed)')
+    return path
 
 
 def git_blob_id(path: Union[str, os.PathLike]) -> str:

@@ -220,3 +220,16 @@ def test_a_path_that_does_not_exist_is_never_a_download(spec, message, offline, 
     assert not offline.exists()  # not even the cache folder was made
     with pytest.raises(CheckpointNotFoundError, match=f'^{spec}: '):
         hub.check_weights_name(spec, option='')  # a positional argument: named by its value alone
+
+
+def test_a_cache_that_is_a_file_is_one_line_naming_the_variable(tmp_path, monkeypatch, capsys):
+    from ramit_cli.main import main
+
+    (tmp_path / 'afile').write_text('mine')
+    monkeypatch.setenv('RAMIT_CACHE', str(tmp_path / 'afile'))
+    assert main(['models'], prog='ramit') == 2
+    captured = capsys.readouterr()
+    assert captured.out == ''
+    assert captured.err == (f"ramit models: error: RAMIT_CACHE={tmp_path / 'afile'}: is a file; the cache must be a "
+                            'folder (set RAMIT_CACHE to one; it is created when first needed)\n')
+    assert (tmp_path / 'afile').read_text() == 'mine'
