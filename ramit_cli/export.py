@@ -6,7 +6,7 @@ import importlib.util
 from torch.onnx import _constants as onnx_limits
 
 from ramit.errors import OptionError
-from ramit.export import HALF_TOLERANCE, TOLERANCE, check_photos, export_onnx
+from ramit.export import allowed_difference, check_photos, export_onnx
 from ramit.hub import resolve_weights
 from ramit.inference import load_network
 
@@ -26,8 +26,7 @@ def run(args: argparse.Namespace, prog: str) -> int:
     print(f'{net.describe()} -> {args.onnx}: tracing ({"float16" if args.half else "float32"}, opset {args.opset}), '
           f'then checking on {len(photos)} photo(s)', flush=True)
     diff = export_onnx(net, args.onnx, args.opset, args.half, photos, args.tolerance)
-    limits = ((args.tolerance,) * 2 if args.tolerance is not None
-              else HALF_TOLERANCE if args.half else (TOLERANCE,) * 2)
+    limits = allowed_difference(args.half, args.tolerance)
     names = ', '.join(p.name for p in photos)
     print(f"{args.onnx}: written; onnxruntime vs ramit infer (PyTorch, float32) on {names}: "
           f"max |diff| {diff['max']:.3g}, 99th percentile {diff['p99']:.3g} (allowed {limits[0]:.3g} / "
