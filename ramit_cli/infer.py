@@ -71,8 +71,8 @@ def run(args: argparse.Namespace, prog: str) -> int:
     """Run `ramit infer`; 0 when every image was written or skipped, 1 when any failed (RamitError: bad input)."""
     out_dir = Path(args.output)
     for spec in args.input:
-        if Path(spec).is_dir() and broken_links(spec):
-            links = broken_links(spec)
+        links = broken_links(spec) if Path(spec).is_dir() else []
+        if links:
             print(f'-i {spec}: {len(links)} link(s) to missing files left out, e.g. {links[0].name}', file=sys.stderr)
     set_threads(args.threads)
     device = select_device(args.device)
