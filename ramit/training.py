@@ -309,3 +309,17 @@ def finite_checkpoint_note(found: Optional[Tuple[int, str]], resume_hint: str) -
     if found is None:
         return 'no usable checkpoint had been saved yet'
     return f'the last good checkpoint is {found[1]} (iteration {found[0]}; {resume_hint})'
+
+
+def stop_loader_workers(*iterators: object) -> None:
+    """Stop the worker processes of data-loader iterators now rather than when they are garbage-collected.
+
+    A failed run's traceback (or a finished Runner's persistent workers) keeps an iterator alive; when a later
+    collection in a process that goes on (a notebook, a test) finalises it, its queues may close first and joining
+    then waits 5 s a worker. ``_shutdown_workers`` is torch's own clean stop, also run on exhaustion; anything without
+    it (a single-process iterator, None) is left alone.
+    """
+    for iterator in iterators:
+        stop = getattr(iterator, '_shutdown_workers', None)
+        if stop is not None:
+            stop()

@@ -28,7 +28,7 @@ from ramit.hparams import resolve_hparams
 from ramit.hub import resolve_weights
 from ramit.training import NonFiniteLossError, finite_checkpoint_note
 from ramit_plugin.mm.runtime import (ensure_plugin_hooks, last_finite_checkpoint, latest_resumable,
-                                     prepare_distributed, read_resume_checkpoint)
+                                     prepare_distributed, read_resume_checkpoint, stop_runner_workers)
 from ramit_plugin.pipeline import PeerLostError, launcher_stops, peer_lost
 
 from .runtime import set_threads
@@ -207,7 +207,11 @@ def run_train(args: argparse.Namespace, prog: str) -> int:
         elif args.resume:
             cfg.resume, cfg.load_from = True, args.resume
         set_threads(args.threads)
-        build_runner(cfg).train()
+        runner = build_runner(cfg)
+        try:
+            runner.train()
+        finally:
+            stop_runner_workers(runner)
     return 0
 
 
@@ -231,6 +235,9 @@ def run_test(args: argparse.Namespace, prog: str) -> int:
         runner = build_runner(cfg)
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         load_weights(model.generator, state_dict, label=args.checkpoint)
-        metrics = runner.test()
+        try:
+            metrics = runner.test()
+        finally:
+            stop_runner_workers(runner)
     print(' '.join(f'{name}: {value:.4f}' for name, value in metrics.items()))
     return 0

@@ -51,7 +51,7 @@ from ramit.datasets import DatasetError, LmdbGuard, dataset_label
 from ramit.errors import OptionError, RamitError, RunError
 from ramit.fileio import remove_stale_parts
 from ramit.images import ImageFileError, decode
-from ramit.training import SampleKey, sample_seed, seeded
+from ramit.training import SampleKey, sample_seed, seeded, stop_loader_workers
 
 from .experiment import experiment_lock, newest_usable, read_training_state
 
@@ -415,35 +415,38 @@ def _train(opt: dict, opt_path: str) -> None:
     logger.info(f'Start training from epoch: {start_epoch}, iter: {current_iter}')
     data_timer, iter_timer = AvgTimer(), AvgTimer()
     start_time, epoch, validated = time.time(), start_epoch, None
-    while current_iter < total_iters:
-        sampler.set_epoch(epoch)
-        prefetcher.reset()
-        train_data = prefetcher.next()
-        while train_data is not None and current_iter < total_iters:
-            data_timer.record()
-            current_iter += 1
-            model.update_learning_rate(current_iter, warmup_iter=opt['train'].get('warmup_iter', -1))
-            model.feed_data(train_data)
-            model.optimize_parameters(current_iter)
-            iter_timer.record()
-            if current_iter == 1:
-                msg_logger.reset_start_time()
-            if current_iter % opt['logger']['print_freq'] == 0:
-                log_vars = {'epoch': epoch, 'iter': current_iter, 'lrs': model.get_current_learning_rate(),
-                            'time': iter_timer.get_avg_time(), 'data_time': data_timer.get_avg_time()}
-                log_vars.update(model.get_current_log())
-                msg_logger(log_vars)
-            if current_iter % opt['logger']['save_checkpoint_freq'] == 0:
-                logger.info('Saving models and training states.')
-                model.save(epoch, current_iter)
-            if opt.get('val') is not None and current_iter % opt['val']['val_freq'] == 0:
-                for val_loader in val_loaders:
-                    model.validation(val_loader, current_iter, tb_logger, opt['val']['save_img'])
-                validated = current_iter
-            data_timer.start()
-            iter_timer.start()
-            train_data = prefetcher.next() if current_iter < total_iters else None
-        epoch += 1
+    try:
+        while current_iter < total_iters:
+            sampler.set_epoch(epoch)
+            prefetcher.reset()
+            train_data = prefetcher.next()
+            while train_data is not None and current_iter < total_iters:
+                data_timer.record()
+                current_iter += 1
+                model.update_learning_rate(current_iter, warmup_iter=opt['train'].get('warmup_iter', -1))
+                model.feed_data(train_data)
+                model.optimize_parameters(current_iter)
+                iter_timer.record()
+                if current_iter == 1:
+                    msg_logger.reset_start_time()
+                if current_iter % opt['logger']['print_freq'] == 0:
+                    log_vars = {'epoch': epoch, 'iter': current_iter, 'lrs': model.get_current_learning_rate(),
+                                'time': iter_timer.get_avg_time(), 'data_time': data_timer.get_avg_time()}
+                    log_vars.update(model.get_current_log())
+                    msg_logger(log_vars)
+                if current_iter % opt['logger']['save_checkpoint_freq'] == 0:
+                    logger.info('Saving models and training states.')
+                    model.save(epoch, current_iter)
+                if opt.get('val') is not None and current_iter % opt['val']['val_freq'] == 0:
+                    for val_loader in val_loaders:
+                        model.validation(val_loader, current_iter, tb_logger, opt['val']['save_img'])
+                    validated = current_iter
+                data_timer.start()
+                iter_timer.start()
+                train_data = prefetcher.next() if current_iter < total_iters else None
+            epoch += 1
+    finally:
+        stop_loader_workers(prefetcher.loader)
 
     logger.info(f'End of training. Time consumed: {datetime.timedelta(seconds=int(time.time() - start_time))}')
     logger.info('Save the latest model.')

@@ -150,7 +150,7 @@ def compile_without_inductor(monkeypatch):
     """torch.compile with Inductor's code generation swapped for eager kernels (backend 'aot_eager'): Dynamo still
     traces the whole network and AOTAutograd splits forward and backward, in seconds instead of minutes on a CPU.
     Returns the list of the keyword arguments of every call. The real Inductor run (and its kernel cache) is
-    tests/ramit_plugin/test_compile.py."""
+    tests/ramit_plugin/test_compile.py. Dynamo's caches are reset afterwards."""
     import torch
 
     calls = []
@@ -161,4 +161,27 @@ def compile_without_inductor(monkeypatch):
         return compile_with_inductor(module, backend='aot_eager', **kwargs)
 
     monkeypatch.setattr(torch, 'compile', compile_eagerly)
-    return calls
+    yield calls
+    # Dynamo remembers the shapes it saw per code object: a later compile of RAMiT in this process at another shape
+    # would retrace it with symbolic sizes (a minute and a half here) instead of starting afresh.
+    torch._dynamo.reset()
+
+
+# The files that took longest on a 2-core machine (--durations), longest first. pytest-xdist hands files to its
+# workers in collection order here (--no-loadscope-reorder in pyproject.toml): its own order, most tests first,
+# started the one-test compile file last and left the other core idle for its minute and more.
+SLOWEST_FILES = (
+    'ramit_plugin/test_compile.py', 'ramit_plugin/test_pipeline.py', 'ramit_cli/test_infer.py',
+    'ramit/test_export.py', 'ramit_spandrel/test_spandrel.py', 'ramit_cli/test_bench.py',
+    'ramit_plugin/mm/test_configs.py', 'ramit/test_half_precision.py', 'ramit_plugin/mm/test_exact_resume.py',
+    'ramit/test_fast_path.py', 'ramit/test_checkpoint.py', 'tools/test_gpu_check.py',
+)
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """Run SLOWEST_FILES first, in that order; every other file after them in collection order."""
+    def rank(item) -> int:
+        path = Path(str(item.fspath)).relative_to(REPO / 'tests').as_posix()
+        return SLOWEST_FILES.index(path) if path in SLOWEST_FILES else len(SLOWEST_FILES)
+
+    items.sort(key=rank)  # stable: a file's tests keep their order

@@ -14,7 +14,7 @@ from mmengine.logging import HistoryBuffer
 
 from ramit.checkpoint import TRAINING_FILE_GLOBALS, CheckpointError, select_state_dict, torch_load, unusable_weights
 from ramit.errors import OptionError
-from ramit.training import first_usable
+from ramit.training import first_usable, stop_loader_workers
 
 from ..registry import HOOKS
 
@@ -173,3 +173,10 @@ def prepare_distributed(cfg) -> None:
         timeout: Optional[float] = dist_cfg.get('timeout')
         dist.init_process_group(backend='gloo', timeout=datetime.timedelta(seconds=timeout) if timeout is not None
                                 else DIST_TIMEOUT)
+
+
+def stop_runner_workers(runner) -> None:
+    """Stop the data-loader workers of a Runner's train, val and test loops (persistent ones outlive the loop; see
+    ramit.training.stop_loader_workers). Loops never built are still config dicts and have none."""
+    loops = (runner._train_loop, runner._val_loop, runner._test_loop)  # the properties would build unbuilt loops
+    stop_loader_workers(*(getattr(getattr(loop, 'dataloader', None), '_iterator', None) for loop in loops))

@@ -154,7 +154,9 @@ def test_bias_table_changes_take_effect_at_once():
 def test_fast_path_compiles_as_one_graph(mode):
     """torch.compile(fullgraph=True) traces the whole network (Dynamo, and AOTAutograd for training, under autocast
     so that the float32 islands are traced too; float32 training through Inductor is tests/ramit_plugin/test_compile.py;
-    Inductor speed is `ramit bench`'s)."""
+    Inductor speed is `ramit bench`'s). From a fresh Dynamo: shapes an earlier test compiled would make this a
+    symbolic-shape retrace."""
+    torch._dynamo.reset()
     net = perturbed(RAMiT('RAMiT-1', 'sr', 2, dim=16, depths=(1, 1, 1, 1), num_heads=(2, 2, 2, 2),
                           window_size=4))
     getattr(net, mode)()

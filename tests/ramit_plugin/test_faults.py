@@ -8,6 +8,7 @@ import re
 import shutil
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 
@@ -66,6 +67,8 @@ def test_a_truncated_training_image_stops_the_run_naming_it(tmp_path, sr_data, t
                                         'image (corrupt file or unsupported format)')
     assert 'Traceback' not in result.stderr
     assert snapshot(lr) == before
+    # Its workers are stopped with the run, not left to a later garbage collection (which waits 5 s for each).
+    assert not psutil.Process().children()
 
 
 def damaged_weights(opt: dict, path: Path, damage: str) -> str:

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import torch
 
 from ramit_cli.main import main
@@ -61,6 +62,7 @@ def test_a_killed_run_resumed_with_resume_ends_bit_identical(tmp_path, tiny_conf
     (killed / 'last_checkpoint').write_text('')
     capsys.readouterr()
     assert main(mm_train(config, killed, 2, '--resume'), prog='ramit') == 0
+    assert not psutil.Process().children()  # its persistent data-loader workers ended with the run
     assert (f"--resume: {killed / 'last_checkpoint'} names no readable checkpoint (it is empty or missing); "
             f'resuming from {killed}/iter_') in capsys.readouterr().err
     assert main(mm_train(config, copy, 0, '--resume'), prog='ramit') == 0
