@@ -124,7 +124,7 @@ def test_ntire_protocol_on_whole_images(reference_dir, datasets_dir, capsys, ben
     weights = reference_dir / 'weights' / 'RAMiT-slimSR_X4.pth'
     images = datasets_dir / 'Set5' / 'LR_bicubic' / 'X4'
     assert bench('--weights', weights, '--protocol', 'ntire', '--images', images, '--warmup', '0',
-                 '--threads', '2') == 0
+                 '--threads', '1') == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert out[0].startswith('# ') and 'torch ' + torch.__version__ in out[0]
     assert 'RAMiT-slimSR x4 SR (3 channels), NTIRE Efficient-SR protocol (float32, eager, wall clock)' in out[1]
