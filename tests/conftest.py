@@ -185,3 +185,11 @@ def pytest_collection_modifyitems(items: list) -> None:
         return SLOWEST_FILES.index(path) if path in SLOWEST_FILES else len(SLOWEST_FILES)
 
     items.sort(key=rank)  # stable: a file's tests keep their order
+
+
+def ranks_failure(stderr: str) -> str:
+    """What to show when a torchrun run fails: every rank's error lines (a rank's own message scrolls out of the
+    tail when another rank logs its whole config after it), then the end of stderr."""
+    marks = ('Error', 'error:', 'terminate called', 'what():', 'Abort', 'Fatal Python error')
+    errors = [line for line in stderr.splitlines() if any(mark in line for mark in marks)]
+    return '\n'.join(errors[-30:]) + '\n...\n' + stderr[-2000:]

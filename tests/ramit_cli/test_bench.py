@@ -148,8 +148,8 @@ def test_half_precisions_and_compiled_latency(capsys, compile_without_inductor, 
     assert row['compiled']['repeats'] == 2 and row['speedup_compiled'] > 0
     assert len(compile_without_inductor) == 1
     for flag in ('--bf16', '--half'):
-        assert bench('--variant', 'RAMiT-slimLLE', '--task', 'lle', '--sizes', '16', '--repeats', '1', '--warmup',
-                     '0', '--threads', '1', '--backends', 'torch', flag, '--json') == 0
+        assert bench('--weights', tmp_path / 'tiny.pth', '--sizes', '16', '--repeats', '1', '--warmup', '0',
+                     '--threads', '1', '--backends', 'torch', flag, '--json') == 0
         report = json.loads(capsys.readouterr().out)
         assert report['dtype'] == {'--bf16': 'bf16', '--half': 'fp16'}[flag]
-        assert report['results'][0]['macs'] == count_macs(RAMiT('RAMiT-slimLLE', 'lle'), 16, 16)
+        assert report['results'][0]['macs'] == count_macs(tiny, 16, 16)

@@ -16,6 +16,7 @@ import torch
 
 from ramit_plugin import pipeline
 from ramit_plugin.pipeline import BASICSR_MIRRORED, mirrored_hashes
+from tests.conftest import ranks_failure
 from tests.ramit_plugin.conftest import BasicsrResult, last_line, outputs, snapshot, tiny_network
 
 # ../shared/ramit_reference/README.md: Set5 PSNR-Y / SSIM-Y of the published checkpoints.
@@ -197,7 +198,7 @@ def test_torchrun_two_cpu_processes_with_warm_start_and_progressive(tmp_path, sr
     proc = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
                            str(script), 'train', '-opt', 'ddp.yml', '--launcher', 'pytorch'], cwd=tmp_path,
                           capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS='1'), timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, ranks_failure(proc.stderr)
     log = proc.stderr
     # 8 images, 4 per process and 2 processes: 1 iteration per epoch only if both ranks share the data.
     assert 'batch 4 per process x 2 process(es): 1 iterations per epoch; 8 iterations.' in log

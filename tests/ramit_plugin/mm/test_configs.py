@@ -16,6 +16,7 @@ from ramit_cli.main import main
 from ramit_plugin.mm.hooks import WarmStartHook
 from ramit_plugin.registry import DATASETS
 from ramit_plugin.resources import option_file
+from tests.conftest import ranks_failure
 from tests.ramit_plugin.mm.conftest import generator_weights, runner_checkpoint
 
 TASKS = ('SRx2', 'SRx3', 'SRx4', 'CDN', 'GDN', 'LLE', 'DR')
@@ -168,7 +169,7 @@ def test_torchrun_two_processes_keep_the_warm_start_weights_bit_identical(task_d
            '--work-dir', str(work_dir), '--launcher', 'pytorch',
            '--cfg-options', *overrides('SRx3', task_data['sr'], x2_weights)]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, ranks_failure(proc.stderr)
     log = next(work_dir.glob('*/*.log')).read_text()
     assert 'Distributed training: True' in log
     # The 4 validation images are split over the two ranks (2 iterations each), then gathered for the metric.
