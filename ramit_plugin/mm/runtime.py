@@ -176,7 +176,9 @@ def prepare_distributed(cfg) -> None:
 
 
 def stop_runner_workers(runner) -> None:
-    """Stop the data-loader workers of a Runner's train, val and test loops (persistent ones outlive the loop; see
-    ramit.training.stop_loader_workers). Loops never built are still config dicts and have none."""
+    """Stop the data-loader workers of a Runner's train, val and test loops (see ramit.training.stop_loader_workers):
+    persistent ones, which the DataLoader keeps, and the live iterator of an iteration-based training loop, which
+    holds its workers when they are not persistent. Loops never built are still config dicts and have none."""
     loops = (runner._train_loop, runner._val_loop, runner._test_loop)  # the properties would build unbuilt loops
-    stop_loader_workers(*(getattr(getattr(loop, 'dataloader', None), '_iterator', None) for loop in loops))
+    stop_loader_workers(*(getattr(getattr(loop, holder, None), '_iterator', None)
+                          for loop in loops for holder in ('dataloader', 'dataloader_iterator')))

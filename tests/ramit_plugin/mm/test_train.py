@@ -4,6 +4,7 @@ import json
 import math
 import re
 
+import psutil
 import pytest
 import torch
 from basicsr.losses.basic_loss import L1Loss
@@ -71,6 +72,15 @@ def test_ema_option_validates_saves_and_tests_the_averaged_weights(tmp_path, tin
     assert mm_test(checkpoint) == pytest.approx(val_psnr, abs=1e-4)
     torch.save(raw, tmp_path / 'raw.pth')
     assert abs(mm_test(tmp_path / 'raw.pth') - val_psnr) > 1e-3
+
+
+def test_loader_workers_end_with_the_run_persistent_or_not(tmp_path, tiny_config, monkeypatch):
+    """Non-persistent workers live in the training loop's own iterator, not the DataLoader: they end with the run too
+    (the persistent ones: test_exact_resume.py), instead of at a later garbage collection that waits 5 s for each."""
+    monkeypatch.chdir(tmp_path)
+    assert main(['mm-train', str(tiny_config(4)), '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+                 'train_dataloader.num_workers=2', 'train_dataloader.persistent_workers=False'], prog='ramit') == 0
+    assert not psutil.Process().children()
 
 
 def test_compiled_training_forward_keeps_plain_checkpoints(tmp_path, tiny_config, monkeypatch,
