@@ -9,9 +9,10 @@ the epoch), not on which data-loader worker draws it: the samplers yield a ``Sam
 sample inside ``seeded(key.seed)``. Everything saved is in forms ``torch.load(weights_only=True)`` reads.
 """
 import contextlib
+import functools
 import random
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from .errors import OptionError, RunError
 from .memory import available_bytes, traced_peak_bytes
 
 Tensor = torch.Tensor
+T = TypeVar('T')
 # The only part trained during a warm start (x3/x4 from an x2 model): the scale-specific reconstruction.
 WARM_START_TRAINED = 'to_target.'
 
@@ -309,6 +311,29 @@ def finite_checkpoint_note(found: Optional[Tuple[int, str]], resume_hint: str) -
     if found is None:
         return 'no usable checkpoint had been saved yet'
     return f'the last good checkpoint is {found[1]} (iteration {found[0]}; {resume_hint})'
+
+
+def end_process_group() -> None:
+    """Destroy the default process group of a distributed run, if one is open, while the interpreter is whole.
+
+    Left to interpreter exit, gloo's worker threads may still hold finished work whose tensors are then freed
+    during finalisation, and the process aborts (SIGABRT, "terminate called without an active exception")
+    after the run itself succeeded. Destroying is local to the process: no peer needs to take part.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def ending_process_group(command: Callable[..., T]) -> Callable[..., T]:
+    """``command`` followed by end_process_group() however it ends (a failed run keeps its own exit status)."""
+    @functools.wraps(command)
+    def run(*args, **kwargs) -> T:
+        try:
+            return command(*args, **kwargs)
+        finally:
+            end_process_group()
+
+    return run
 
 
 def stop_loader_workers(*iterators: object) -> None:

@@ -26,7 +26,7 @@ from ramit.errors import OptionError, RamitError
 from ramit.fileio import exclusive_lock, make_folder
 from ramit.hparams import resolve_hparams
 from ramit.hub import resolve_weights
-from ramit.training import NonFiniteLossError, finite_checkpoint_note
+from ramit.training import NonFiniteLossError, ending_process_group, finite_checkpoint_note
 from ramit_plugin.mm.runtime import (ensure_plugin_hooks, last_finite_checkpoint, latest_resumable,
                                      prepare_distributed, read_resume_checkpoint, stop_runner_workers)
 from ramit_plugin.pipeline import PeerLostError, launcher_stops, peer_lost
@@ -192,6 +192,7 @@ def run_errors(work_dir: str) -> Iterator[None]:
         raise PeerLostError(reason.replace('--auto_resume', '--resume')) from None
 
 
+@ending_process_group
 def run_train(args: argparse.Namespace, prog: str) -> int:
     """Train (and validate) with mmengine's Runner; --resume continues from the work dir's last checkpoint."""
     cfg = load_config(args)
@@ -215,6 +216,7 @@ def run_train(args: argparse.Namespace, prog: str) -> int:
     return 0
 
 
+@ending_process_group
 def run_test(args: argparse.Namespace, prog: str) -> int:
     """Test a checkpoint with the config's test dataloader and evaluator; prints the metrics."""
     cfg = load_config(args)

@@ -51,7 +51,7 @@ from ramit.datasets import DatasetError, LmdbGuard, dataset_label
 from ramit.errors import OptionError, RamitError, RunError
 from ramit.fileio import remove_stale_parts
 from ramit.images import ImageFileError, decode
-from ramit.training import SampleKey, sample_seed, seeded, stop_loader_workers
+from ramit.training import SampleKey, end_process_group, sample_seed, seeded, stop_loader_workers
 
 from .experiment import experiment_lock, newest_usable, read_training_state
 
@@ -361,8 +361,7 @@ def train(opt: dict, opt_path: str, launcher: str, auto_resume: bool, debug: boo
                 _train(opt, opt_path)
     finally:
         close_log()
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+        end_process_group()
 
 
 def _train(opt: dict, opt_path: str) -> None:
@@ -469,8 +468,7 @@ def test(opt: dict, opt_path: str, launcher: str, root: str) -> None:
             _test(opt)
     finally:
         close_log()
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+        end_process_group()
 
 
 def _test(opt: dict) -> None:

@@ -88,6 +88,22 @@ def inductor_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp('inductor')
 
 
+@pytest.fixture
+def one_process_launch(monkeypatch) -> None:
+    """The environment torchrun gives a one-process run (rank 0 of 1, a free port for its store), so that a
+    `--launcher pytorch` command runs in this process; the thread variables mmengine sets for such a run are undone
+    afterwards."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        port = probe.getsockname()[1]
+    for var, value in dict(RANK=0, WORLD_SIZE=1, LOCAL_RANK=0, MASTER_ADDR='127.0.0.1', MASTER_PORT=port).items():
+        monkeypatch.setenv(var, str(value))
+    for var in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
+        monkeypatch.setenv(var, os.environ.get(var, '1'))
+
+
 def require_cuda() -> None:
     """Skip unless a CUDA GPU is present (CUDA checks are run by tools/gpu_check.py on a GPU machine)."""
     import torch

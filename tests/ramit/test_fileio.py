@@ -96,6 +96,8 @@ def test_a_lock_held_by_another_process_is_refused_and_freed_when_it_dies(tmp_pa
 def test_a_ramit_error_from_a_data_loader_worker_keeps_its_one_line_message():
     from torch.utils.data import DataLoader, Dataset
 
+    from ramit.training import stop_loader_workers
+
     class Broken(Dataset):
         """Every sample is damaged."""
 
@@ -107,8 +109,12 @@ def test_a_ramit_error_from_a_data_loader_worker_keeps_its_one_line_message():
             """Always the one-line error."""
             raise DatasetError(f'dataset x: file {index}.png is damaged')
 
-    with pytest.raises(DatasetError) as err:
-        next(iter(DataLoader(Broken(), num_workers=1)))
+    batches = iter(DataLoader(Broken(), num_workers=1))
+    try:
+        with pytest.raises(DatasetError) as err:
+            next(batches)
+    finally:
+        stop_loader_workers(batches)  # else a later collection waits 5 s for the worker, in another test
     assert str(err.value) == 'dataset x: file 0.png is damaged'
 
 

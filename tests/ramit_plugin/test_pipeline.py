@@ -13,6 +13,7 @@ from typing import Dict, Tuple
 import psutil
 import pytest
 import torch
+import torch.distributed as dist
 
 from ramit_plugin import pipeline
 from ramit_plugin.pipeline import BASICSR_MIRRORED, mirrored_hashes
@@ -213,6 +214,22 @@ def test_torchrun_two_cpu_processes_with_warm_start_and_progressive(tmp_path, sr
     assert all(torch.equal(at3[k], x2[k]) for k in body)
     assert not any(torch.equal(at3[k], x2[k]) for k in x2 if k.startswith('to_target.'))
     assert all(not torch.equal(at6[k], x2[k]) for k in body if k.endswith('weight'))
+
+
+def test_launched_runs_close_their_process_group_done_or_failed(tmp_path, sr_data, tiny_options, options_file,
+                                                                basicsr, one_process_launch):
+    """`--launcher pytorch` opens a gloo process group; the run destroys it before returning, also after a failure
+    (see ramit.training.end_process_group)."""
+    options_file(tmp_path / 'x.yml', tiny_options(sr_data, total_iter=2))
+    result = basicsr('train', '-opt', 'x.yml', '--launcher', 'pytorch', cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not dist.is_initialized()
+    opt = tiny_options(sr_data, name='gone')
+    opt['datasets']['train']['dataroot_gt'] = str(tmp_path / 'gone.lmdb')
+    options_file(tmp_path / 'gone.yml', opt)
+    result = basicsr('train', '-opt', 'gone.yml', '--launcher', 'pytorch', cwd=tmp_path)
+    assert result.returncode == 2 and 'gone.lmdb' in last_line(result.stderr)
+    assert not dist.is_initialized()
 
 
 def test_help_explains_the_options_and_the_console_script_runs(tmp_path, basicsr, run_basicsr):

@@ -7,6 +7,7 @@ import re
 import psutil
 import pytest
 import torch
+import torch.distributed as dist
 from basicsr.losses.basic_loss import L1Loss
 from mmengine.logging import MessageHub
 
@@ -81,6 +82,24 @@ def test_loader_workers_end_with_the_run_persistent_or_not(tmp_path, tiny_config
     assert main(['mm-train', str(tiny_config(4)), '--work-dir', str(tmp_path / 'work'), '--cfg-options',
                  'train_dataloader.num_workers=2', 'train_dataloader.persistent_workers=False'], prog='ramit') == 0
     assert not psutil.Process().children()
+
+
+def test_launched_commands_close_their_process_group_done_or_failed(tmp_path, tiny_config, tiny_weights,
+                                                                    one_process_launch, capsys):
+    """`--launcher pytorch` opens a gloo process group; each command destroys it before returning, also after a
+    failure. Left to interpreter exit, gloo's threads could abort a process whose run had succeeded (SIGABRT)."""
+    config = str(tiny_config(2))
+    launched = ['--launcher', 'pytorch', '--work-dir', str(tmp_path / 'work')]
+    assert main(['mm-train', config, *launched]) == 0
+    assert not dist.is_initialized()
+    assert main(['mm-test', config, '--checkpoint', str(tiny_weights), *launched]) == 0
+    assert not dist.is_initialized()
+    # Failing after the group opened: the data folder is gone.
+    missing = ['--cfg-options', f"train_dataloader.dataset.data_root={tmp_path / 'gone'}"]
+    capsys.readouterr()
+    assert main(['mm-train', config, *launched, *missing]) == 2
+    assert 'gone' in error_line(capsys)
+    assert not dist.is_initialized()
 
 
 def test_compiled_training_forward_keeps_plain_checkpoints(tmp_path, tiny_config, monkeypatch,
