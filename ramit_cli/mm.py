@@ -28,7 +28,8 @@ from ramit.hparams import resolve_hparams
 from ramit.hub import resolve_weights
 from ramit.training import NonFiniteLossError, ending_process_group, finite_checkpoint_note
 from ramit_plugin.mm.runtime import (ensure_plugin_hooks, last_finite_checkpoint, latest_resumable,
-                                     prepare_distributed, read_resume_checkpoint, stop_runner_workers)
+                                     prepare_distributed, read_resume_checkpoint, stop_runner_workers,
+                                     wait_for_own_log_dir)
 from ramit_plugin.pipeline import PeerLostError, launcher_stops, peer_lost
 
 from .runtime import set_threads
@@ -138,6 +139,7 @@ def build_runner(cfg):
         # mmengine keys its logger, visualizer and message hub by experiment name + a timestamp in seconds: a
         # second Runner in this process (tests, notebooks) could otherwise write into the first one's files.
         cfg.experiment_name = f'{Path(cfg.filename).stem}_run{run}'
+    wait_for_own_log_dir(cfg.work_dir)
     with config_errors():
         runner = Runner.from_cfg(cfg)
     runner.logger.addFilter(MmengineDeprecations())

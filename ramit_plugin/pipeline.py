@@ -23,6 +23,7 @@ import faulthandler
 import hashlib
 import importlib
 import inspect
+import itertools
 import logging
 import os
 import random
@@ -247,6 +248,20 @@ def check_registries(opt: dict, path: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- logging
+def new_file_handler(log_file: str) -> logging.FileHandler:
+    """A handler writing a new file: ``log_file``, or ``<name>_2.log``, ... when it exists. The name's timestamp is in
+    seconds, so a run resumed within the same second would otherwise erase the log of the run before it (basicsr
+    opens it with 'w')."""
+    stem, ext = osp.splitext(log_file)
+    for n in itertools.count(1):
+        try:
+            handler = logging.FileHandler(log_file if n == 1 else f'{stem}_{n}{ext}', 'x')
+        except FileExistsError:
+            continue
+        handler.mode = 'a'  # were it reopened after a close, it must not refuse its own file
+        return handler
+
+
 def open_log(log_file: str, buffered: MemoryHandler) -> logging.Logger:
     """basicsr's logger writing into ``log_file`` from now on, with what was logged before it existed first."""
     logger = get_root_logger(logger_name='basicsr', log_level=logging.INFO)
@@ -255,7 +270,7 @@ def open_log(log_file: str, buffered: MemoryHandler) -> logging.Logger:
         handler.close()
     if get_dist_info()[0] == 0:
         logger.setLevel(logging.INFO)
-        file_handler = logging.FileHandler(log_file, 'w')
+        file_handler = new_file_handler(log_file)
         file_handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s: %(message)s'))
         logger.addHandler(file_handler)
         buffered.setTarget(file_handler)

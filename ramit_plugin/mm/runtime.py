@@ -5,6 +5,8 @@ import datetime
 import os
 import re
 import sys
+import time
+from os import path as osp
 from typing import Optional
 
 import torch
@@ -182,3 +184,13 @@ def stop_runner_workers(runner) -> None:
     loops = (runner._train_loop, runner._val_loop, runner._test_loop)  # the properties would build unbuilt loops
     stop_loader_workers(*(getattr(getattr(loop, holder, None), '_iterator', None)
                           for loop in loops for holder in ('dataloader', 'dataloader_iterator')))
+
+
+def wait_for_own_log_dir(work_dir: str) -> None:
+    """Return in a second whose ``<work_dir>/<timestamp>`` log folder does not exist yet.
+
+    The Runner names a run's log folder by the second it starts; a run that starts within the second of the one
+    before it (a fast resume, a notebook) would mix its log into that run's and replace its config copy.
+    """
+    while osp.isdir(osp.join(work_dir, time.strftime('%Y%m%d_%H%M%S'))):
+        time.sleep(1 - time.time() % 1 + 0.001)

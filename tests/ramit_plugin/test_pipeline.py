@@ -3,6 +3,7 @@ resume, the training log, a NaN stop, a diverged run, batch and memory checks, t
 
 The commands run in this process (``basicsr`` fixture) unless only a real process shows it (torchrun, the console
 script, a lock held by another process)."""
+import logging
 import os
 import re
 import subprocess
@@ -100,6 +101,23 @@ def test_the_training_log_is_short_and_counts_the_iterations_run(full_run):
     assert [int(at) for _, _, at in validations] == [8, 16, 20]  # the last one after the loop, at iteration 20
     assert validations[-1][0] == validations[-1][1]
     assert result.stderr.count('Validation tinyval') == 3
+
+
+def test_a_log_name_taken_within_its_second_gets_a_new_file(tmp_path):
+    # The log name's timestamp is in seconds: a run resumed within the same second must not erase the log before it.
+    name = tmp_path / 'train_cut_20261203_201852.log'
+    name.write_text('the first run\n')
+    for run in ('second', 'third'):
+        buffered = pipeline.buffer_log()
+        try:
+            logging.getLogger('basicsr').info('before the file: %s', run)
+            pipeline.open_log(str(name), buffered).info('after: %s', run)
+        finally:
+            pipeline.close_log()
+    assert name.read_text() == 'the first run\n'
+    for run, path in (('second', '_2'), ('third', '_3')):
+        lines = (tmp_path / f'train_cut_20261203_201852{path}.log').read_text().splitlines()
+        assert [line.split(' INFO: ')[1] for line in lines] == [f'before the file: {run}', f'after: {run}']
 
 
 def test_resume_nan_stop_and_a_damaged_newest_checkpoint(tmp_path, full_run, sr_data, tiny_options, options_file,

@@ -3,6 +3,7 @@ non-finite loss, and shows its users none of mmengine's own deprecation notices 
 import json
 import math
 import re
+import time
 
 import psutil
 import pytest
@@ -13,6 +14,7 @@ from mmengine.logging import MessageHub
 
 from ramit.checkpoint import read_checkpoint
 from ramit_cli.main import main
+from ramit_plugin.mm.runtime import wait_for_own_log_dir
 from tests.ramit_plugin.mm.conftest import error_line, generator_weights, names, runner_checkpoint, scalars
 
 
@@ -45,6 +47,16 @@ def test_mmengine_file_client_deprecations_are_not_shown(tiny_run):
     assert 'Iter(train) [20/20]' in tiny_run.output  # the console output of both runs was captured
     for text in [tiny_run.output, *logs, *tiny_run.warnings]:
         assert not re.search(r'FileClient|HardDiskBackend|file_client', text)
+
+
+def test_a_run_starts_in_a_second_without_a_log_folder(tmp_path):
+    """The Runner names a run's log folder by the second it starts: a run within the second of the one before it
+    waits for the next (the two runs above, 20 fast iterations, would otherwise share one folder)."""
+    taken = {time.strftime('%Y%m%d_%H%M%S', time.localtime(time.time() + k)) for k in (0, 1)}
+    for name in taken:
+        (tmp_path / name).mkdir()
+    wait_for_own_log_dir(str(tmp_path))
+    assert time.strftime('%Y%m%d_%H%M%S') not in taken
 
 
 def test_ema_option_validates_saves_and_tests_the_averaged_weights(tmp_path, tiny_config, monkeypatch, capsys):
