@@ -164,8 +164,10 @@ def posix_lock_holders() -> Optional[frozenset]:
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: PathLike, what: str, guarded: Optional[PathLike] = None) -> Iterator[None]:
-    """Hold an exclusive lock on the file ``path`` (created if missing) for the block; LockedError if taken.
+def exclusive_lock(path: PathLike, what: str, guarded: Optional[PathLike] = None,
+                   wait: bool = False) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (created if missing) for the block; LockedError if taken (with
+    ``wait``: once it is free).
 
     A POSIX record lock (lockf): the kernel releases it when its process ends in any way (SIGKILL included), and,
     unlike flock, forked children (data-loader workers, which may outlive a killed run by seconds) do not hold it.
@@ -179,7 +181,7 @@ def exclusive_lock(path: PathLike, what: str, guarded: Optional[PathLike] = None
         with named_output_errors(path):
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
             if err.errno not in (errno.EACCES, errno.EAGAIN):
                 os.close(fd)

@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import ramit_plugin.mmengine_import  # noqa: F401  (first: imports mmengine one process at a time)
 from mmengine.config import Config, DictAction
 from mmengine.model import is_model_wrapper
 from mmengine.registry import DATASETS, DefaultScope

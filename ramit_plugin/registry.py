@@ -5,6 +5,7 @@ mmengine finds them on demand: a type such as 'ramit_plugin.RAMiT' (or any type 
 registry imports its ``locations`` (``ramit_plugin.mm``), which registers the network, losses, restorer,
 datasets, transforms and metric. Nothing needs to import ``ramit_plugin`` beforehand.
 """
+from . import mmengine_import  # noqa: F401  (first: imports mmengine one process at a time)
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import EVALUATOR as MMENGINE_EVALUATOR

@@ -2,6 +2,7 @@
 
 mmengine imports it on demand (the registries' ``locations``); see ``options/mmengine_RAMiT_SRx2.py``.
 """
+from .. import mmengine_import  # noqa: F401  (first: imports mmengine one process at a time)
 from . import datasets, hooks, losses, metrics, restorer, transforms  # noqa: F401
 from .runtime import allow_mmengine_checkpoints
 
