@@ -52,7 +52,7 @@ from ramit.datasets import DatasetError, LmdbGuard, dataset_label
 from ramit.errors import OptionError, RamitError, RunError
 from ramit.fileio import remove_stale_parts
 from ramit.images import ImageFileError, decode
-from ramit.training import SampleKey, end_process_group, sample_seed, seeded, stop_loader_workers
+from ramit.training import SampleKey, ending_process_group, sample_seed, seeded, stop_loader_workers
 
 from .experiment import experiment_lock, newest_usable, read_training_state
 
@@ -359,6 +359,7 @@ def build_train_set(opt: dict) -> Tuple[data.Dataset, ResumableSampler]:
     return train_set, sampler
 
 
+@ending_process_group
 def train(opt: dict, opt_path: str, launcher: str, auto_resume: bool, debug: bool, root: str) -> None:
     """basicsr.train.train_pipeline on checked options (see the module's docstring for what differs)."""
     try:
@@ -376,7 +377,6 @@ def train(opt: dict, opt_path: str, launcher: str, auto_resume: bool, debug: boo
                 _train(opt, opt_path)
     finally:
         close_log()
-        end_process_group()
 
 
 def _train(opt: dict, opt_path: str) -> None:
@@ -473,6 +473,7 @@ def _train(opt: dict, opt_path: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------- testing
+@ending_process_group
 def test(opt: dict, opt_path: str, launcher: str, root: str) -> None:
     """basicsr.test.test_pipeline on checked options."""
     init_distributed(launcher, opt)
@@ -483,7 +484,6 @@ def test(opt: dict, opt_path: str, launcher: str, root: str) -> None:
             _test(opt)
     finally:
         close_log()
-        end_process_group()
 
 
 def _test(opt: dict) -> None:
